@@ -1,0 +1,83 @@
+package grpcjwt
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+)
+
+// cacheShards spreads the token cache over independent locks so that
+// concurrent hits on different tokens rarely meet.
+const cacheShards = 32
+
+// tokenCache maps whole raw tokens that verified to their claims. It is keyed
+// by the complete token string (never a part of it or a digest), bounded in
+// entries, and stores claims rather than decisions: per-method rules are
+// checked on every call.
+type tokenCache struct {
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu  sync.RWMutex
+	m   map[string]*cacheEntry
+	max int
+}
+
+// cacheEntry is immutable once stored.
+type cacheEntry struct {
+	claims *Claims
+	key    *verifyKey // the key that verified; a hit requires it still published
+	until  time.Time  // the entry's end: exp plus leeway, or the maximum age
+}
+
+func newTokenCache(entries int) *tokenCache {
+	c := &tokenCache{seed: maphash.MakeSeed()}
+	per := max(1, (entries+cacheShards-1)/cacheShards)
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*cacheEntry)
+		c.shards[i].max = per
+	}
+	return c
+}
+
+func (c *tokenCache) shard(raw string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, raw)%cacheShards]
+}
+
+func (c *tokenCache) get(raw string) *cacheEntry {
+	s := c.shard(raw)
+	s.mu.RLock()
+	e := s.m[raw]
+	s.mu.RUnlock()
+	return e
+}
+
+// put stores e under raw. A full shard first drops entries that have ended,
+// then, if still full, one arbitrary entry.
+func (c *tokenCache) put(raw string, e *cacheEntry, now time.Time) {
+	s := c.shard(raw)
+	raw = strings.Clone(raw) // do not pin the caller's larger buffer
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[raw]; !ok && len(s.m) >= s.max {
+		n := 0
+		for k, old := range s.m {
+			if !now.Before(old.until) || old.key.removed.Load() {
+				delete(s.m, k)
+			}
+			if n++; n >= 8 {
+				break
+			}
+		}
+		if len(s.m) >= s.max {
+			for k := range s.m {
+				delete(s.m, k)
+				break
+			}
+		}
+	}
+	s.m[raw] = e
+}

@@ -1,0 +1,545 @@
+package grpcjwt
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Verifier decides whether to trust a raw JWT access token: a compact JWS
+// signed by a key of its [Keyset] with an allowed algorithm, from a trusted
+// issuer, for an accepted audience, and within its validity period.
+//
+// A Verifier knows nothing of gRPC; the interceptors call it. It is safe for
+// concurrent use.
+type Verifier struct {
+	keys  *Keyset
+	o     verifierOptions
+	cache *tokenCache
+}
+
+type verifierOptions struct {
+	issuers         []string
+	audiences       []string
+	skipIssuer      bool
+	skipAudience    bool
+	algs            algSet
+	leeway          time.Duration
+	maxTokenBytes   int
+	strictType      bool
+	requiredClaims  []string
+	maxLifetime     time.Duration
+	scopeClaims     []string
+	maxKeyAttempts  int
+	cacheEntries    int
+	cacheTokenBytes int
+	cacheMaxAge     time.Duration
+	now             func() time.Time
+}
+
+func defaultVerifierOptions() verifierOptions {
+	return verifierOptions{
+		algs:            allAlgs,
+		leeway:          30 * time.Second,
+		maxTokenBytes:   16 << 10,
+		scopeClaims:     []string{"scope"},
+		maxKeyAttempts:  4,
+		cacheEntries:    10000,
+		cacheTokenBytes: 8 << 10,
+		cacheMaxAge:     10 * time.Minute,
+		now:             time.Now,
+	}
+}
+
+// A VerifierOption configures [NewVerifier].
+type VerifierOption func(*verifierOptions) error
+
+// WithIssuer sets the trusted issuers: a token's "iss" must equal one of
+// them exactly. Required, unless [InsecureSkipIssuerCheck] is given.
+func WithIssuer(issuers ...string) VerifierOption {
+	return func(o *verifierOptions) error {
+		for _, s := range issuers {
+			if s == "" {
+				return errors.New("grpcjwt: WithIssuer: empty issuer")
+			}
+		}
+		o.issuers = append(o.issuers, issuers...)
+		return nil
+	}
+}
+
+// WithAudience sets the accepted audiences: a token's "aud" must contain at
+// least one of them. Per-method rules of the interceptors may narrow this.
+// Required, unless [InsecureSkipAudienceCheck] is given.
+func WithAudience(audiences ...string) VerifierOption {
+	return func(o *verifierOptions) error {
+		for _, s := range audiences {
+			if s == "" {
+				return errors.New("grpcjwt: WithAudience: empty audience")
+			}
+		}
+		o.audiences = append(o.audiences, audiences...)
+		return nil
+	}
+}
+
+// InsecureSkipIssuerCheck lets [NewVerifier] build a verifier without
+// [WithIssuer]: tokens from any issuer whose keys are in the keyset verify.
+//
+// Use it only when the keyset belongs to a single issuer and something else
+// checks "iss". Every key in the keyset then speaks for every issuer.
+func InsecureSkipIssuerCheck() VerifierOption {
+	return func(o *verifierOptions) error {
+		o.skipIssuer = true
+		return nil
+	}
+}
+
+// InsecureSkipAudienceCheck lets [NewVerifier] build a verifier without
+// [WithAudience]: a token minted for any API of the issuer verifies.
+//
+// Use it only when every method is guarded by an interceptor rule that names
+// its audiences, or when the caller checks "aud" itself. Without an audience
+// check, a token issued for another service is accepted here (RFC 8725 §3.9).
+func InsecureSkipAudienceCheck() VerifierOption {
+	return func(o *verifierOptions) error {
+		o.skipAudience = true
+		return nil
+	}
+}
+
+// WithAlgorithms restricts the accepted signing algorithms to algs, JWA
+// names out of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
+// ES512 and EdDSA. The default is all of them. "none" and the HMAC
+// algorithms are never accepted: a keyset holds public keys only.
+func WithAlgorithms(algs ...string) VerifierOption {
+	return func(o *verifierOptions) error {
+		if len(algs) == 0 {
+			return errors.New("grpcjwt: WithAlgorithms: no algorithm")
+		}
+		var s algSet
+		for _, name := range algs {
+			a := parseAlg(name)
+			if a == algInvalid {
+				return fmt.Errorf("grpcjwt: WithAlgorithms: %q is not a supported signature algorithm", name)
+			}
+			s |= setOf(a)
+		}
+		o.algs = s
+		return nil
+	}
+}
+
+// WithLeeway sets the clock skew tolerated when checking "exp", "nbf" and
+// "iat". The default is 30 seconds; at most 5 minutes is allowed.
+func WithLeeway(d time.Duration) VerifierOption {
+	return func(o *verifierOptions) error {
+		if d < 0 || d > 5*time.Minute {
+			return fmt.Errorf("grpcjwt: WithLeeway: %v is outside [0, 5m]", d)
+		}
+		o.leeway = d
+		return nil
+	}
+}
+
+// WithMaxTokenSize caps the length of a token in bytes; a longer one is
+// rejected with [ErrMalformed] before any parsing. The default is 16 KiB.
+func WithMaxTokenSize(n int) VerifierOption {
+	return func(o *verifierOptions) error {
+		if n < 64 || n > 1<<20 {
+			return fmt.Errorf("grpcjwt: WithMaxTokenSize: %d is outside [64, 1 MiB]", n)
+		}
+		o.maxTokenBytes = n
+		return nil
+	}
+}
+
+// WithStrictType requires the "typ" header of RFC 9068 access tokens,
+// "at+jwt" or "application/at+jwt" (case-insensitive), which keeps ID tokens
+// and other JWTs of the issuer from being used as access tokens. By default
+// "typ" may also be "JWT" or absent, as many providers still send.
+func WithStrictType() VerifierOption {
+	return func(o *verifierOptions) error {
+		o.strictType = true
+		return nil
+	}
+}
+
+// WithRequiredClaims makes the named claims mandatory; a token without one
+// fails with [ErrMissingClaim]. "exp" is always required.
+func WithRequiredClaims(names ...string) VerifierOption {
+	return func(o *verifierOptions) error {
+		o.requiredClaims = append(o.requiredClaims, names...)
+		return nil
+	}
+}
+
+// WithMaxLifetime rejects, with [ErrLifetime], tokens whose "exp" lies more
+// than d after their "iat"; a token without "iat" then fails with
+// [ErrMissingClaim]. The default, zero, sets no bound.
+func WithMaxLifetime(d time.Duration) VerifierOption {
+	return func(o *verifierOptions) error {
+		if d < 0 {
+			return fmt.Errorf("grpcjwt: WithMaxLifetime: %v is negative", d)
+		}
+		o.maxLifetime = d
+		return nil
+	}
+}
+
+// WithScopeClaims names the claims that grant scopes, read in this order
+// into [Claims.Scopes]: each a space-separated string or an array of
+// strings. The default is "scope" (RFC 9068). Add "scp" for Okta and Entra
+// ID, "permissions" for Auth0 RBAC.
+func WithScopeClaims(names ...string) VerifierOption {
+	return func(o *verifierOptions) error {
+		if len(names) == 0 {
+			return errors.New("grpcjwt: WithScopeClaims: no claim name")
+		}
+		o.scopeClaims = slices.Clone(names)
+		return nil
+	}
+}
+
+// WithTokenCache sizes the cache of verified tokens: at most entries tokens
+// of at most maxTokenBytes each, each kept at most maxAge and never past its
+// "exp". A hit re-checks "exp" and "nbf" and that the signing key is still
+// in the keyset, and skips the signature check. Only tokens that verified
+// are cached. The defaults are 10,000 entries, 8 KiB and 10 minutes;
+// entries of zero turns the cache off.
+func WithTokenCache(entries, maxTokenBytes int, maxAge time.Duration) VerifierOption {
+	return func(o *verifierOptions) error {
+		if entries < 0 || maxTokenBytes < 0 || maxAge < 0 {
+			return errors.New("grpcjwt: WithTokenCache: negative bound")
+		}
+		o.cacheEntries, o.cacheTokenBytes, o.cacheMaxAge = entries, maxTokenBytes, maxAge
+		return nil
+	}
+}
+
+// withClock injects the verifier's clock (tests).
+func withClock(now func() time.Time) VerifierOption {
+	return func(o *verifierOptions) error {
+		o.now = now
+		return nil
+	}
+}
+
+// NewVerifier returns a verifier that checks tokens against keys.
+//
+// It fails closed: without [WithIssuer] or [WithAudience] it returns an
+// error, unless [InsecureSkipIssuerCheck] or [InsecureSkipAudienceCheck]
+// says that the caller checks those claims elsewhere.
+func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
+	if keys == nil {
+		return nil, errors.New("grpcjwt: NewVerifier: nil keyset")
+	}
+	o := defaultVerifierOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.issuers) == 0 && !o.skipIssuer {
+		return nil, errors.New("grpcjwt: NewVerifier: no issuer: pass WithIssuer (or InsecureSkipIssuerCheck)")
+	}
+	if len(o.audiences) == 0 && !o.skipAudience {
+		return nil, errors.New("grpcjwt: NewVerifier: no audience: pass WithAudience (or InsecureSkipAudienceCheck)")
+	}
+	v := &Verifier{keys: keys, o: o}
+	if o.cacheEntries > 0 && o.cacheTokenBytes > 0 && o.cacheMaxAge > 0 {
+		v.cache = newTokenCache(o.cacheEntries)
+	}
+	return v, nil
+}
+
+// Audiences returns the audiences the verifier accepts.
+func (v *Verifier) Audiences() []string { return slices.Clone(v.o.audiences) }
+
+// jwsHeader is the protected header of a compact JWS.
+type jwsHeader struct {
+	alg  string
+	kid  string
+	typ  string
+	cty  string
+	crit bool
+}
+
+// Verify checks raw, a compact-serialized JWT, and returns its claims. ctx
+// bounds any wait for a key refresh that the token triggers.
+//
+// The returned error wraps one of the package's sentinel errors ([ErrMalformed],
+// [ErrSignature], [ErrExpired], ...). Its text never holds claim values.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if len(raw) > v.o.maxTokenBytes {
+		return nil, fmt.Errorf("%w: token of %d bytes exceeds the limit of %d", ErrMalformed, len(raw), v.o.maxTokenBytes)
+	}
+	now := v.o.now()
+	if v.cache != nil {
+		if e := v.cache.get(raw); e != nil && v.keys.usable(e.key) && now.Before(e.until) {
+			if err := v.checkTimes(e.claims, now); err != nil {
+				return nil, err
+			}
+			return e.claims, nil
+		}
+	}
+	c, key, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil && len(raw) <= v.o.cacheTokenBytes {
+		until := now.Add(v.o.cacheMaxAge)
+		if exp := c.Expiry.Add(v.o.leeway); exp.Before(until) {
+			until = exp
+		}
+		v.cache.put(raw, &cacheEntry{claims: c, key: key, until: until}, now)
+	}
+	return c, nil
+}
+
+// verify is Verify without the cache; it returns the key that verified.
+func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, *verifyKey, error) {
+	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
+		return nil, nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
+	}
+	d1 := strings.IndexByte(raw, '.')
+	if d1 < 0 {
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	d2 := d1 + 1 + strings.IndexByte(raw[d1+1:], '.')
+	if d2 == d1 {
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	if strings.IndexByte(raw[d2+1:], '.') >= 0 {
+		if strings.Count(raw, ".") == 4 {
+			return nil, nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
+		}
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
+
+	hdrJSON, err := b64decode(hdrB64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	h, err := parseHeader(hdrJSON)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := parseAlg(h.alg)
+	if a == algInvalid || !v.o.algs.has(a) {
+		return nil, nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
+	}
+	if h.crit {
+		return nil, nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
+	}
+	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
+		return nil, nil, fmt.Errorf("%w: nested JWTs are not accepted", ErrMalformed)
+	}
+	if !v.typeAccepted(h.typ) {
+		return nil, nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
+	}
+	sig, err := b64decode(sigB64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
+	}
+	payload, err := b64decode(payB64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+
+	keys, err := v.keys.lookup(ctx, h.kid, a, v.o.maxKeyAttempts)
+	if err != nil {
+		return nil, nil, err
+	}
+	signingInput := raw[:d2]
+	var key *verifyKey
+	for _, k := range keys {
+		if verifySignature(a, k, signingInput, sig) {
+			key = k
+			break
+		}
+	}
+	if key == nil {
+		return nil, nil, ErrSignature
+	}
+
+	// The signature holds: from here on the claims are the issuer's.
+	if !utf8.Valid(payload) {
+		return nil, nil, fmt.Errorf("%w: claims set is not valid UTF-8", ErrMalformed)
+	}
+	c, m, err := parseClaims(payload, v.o.scopeClaims)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := v.checkClaims(c, m, now); err != nil {
+		return nil, nil, err
+	}
+	return c, key, nil
+}
+
+// checkClaims applies the issuer, audience, time and required-claim checks.
+func (v *Verifier) checkClaims(c *Claims, m map[string]json.RawMessage, now time.Time) error {
+	if !v.o.skipIssuer && !slices.Contains(v.o.issuers, c.Issuer) {
+		if c.Issuer == "" {
+			return fmt.Errorf("%w: no iss claim", ErrIssuer)
+		}
+		return ErrIssuer
+	}
+	if _, ok := m["exp"]; !ok {
+		return fmt.Errorf("%w: exp", ErrMissingClaim)
+	}
+	for _, name := range v.o.requiredClaims {
+		if _, ok := m[name]; !ok {
+			return fmt.Errorf("%w: %q", ErrMissingClaim, name)
+		}
+	}
+	if err := v.checkTimes(c, now); err != nil {
+		return err
+	}
+	if !c.IssuedAt.IsZero() && c.IssuedAt.After(now.Add(v.o.leeway)) {
+		return fmt.Errorf("%w: issued in the future", ErrNotYetValid)
+	}
+	if v.o.maxLifetime > 0 {
+		if c.IssuedAt.IsZero() {
+			return fmt.Errorf("%w: iat (needed for the lifetime bound)", ErrMissingClaim)
+		}
+		if c.Expiry.Sub(c.IssuedAt) > v.o.maxLifetime {
+			return fmt.Errorf("%w: longer than %v", ErrLifetime, v.o.maxLifetime)
+		}
+	}
+	if !v.o.skipAudience && !v.audienceAccepted(c) {
+		if len(c.Audience) == 0 {
+			return fmt.Errorf("%w: no aud claim", ErrAudience)
+		}
+		return ErrAudience
+	}
+	return nil
+}
+
+// checkTimes checks "exp" and "nbf"; it runs again on every cache hit.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
+	if !now.Before(c.Expiry.Add(v.o.leeway)) {
+		return ErrExpired
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.o.leeway).Before(c.NotBefore) {
+		return ErrNotYetValid
+	}
+	return nil
+}
+
+func (v *Verifier) audienceAccepted(c *Claims) bool {
+	for _, a := range c.Audience {
+		if slices.Contains(v.o.audiences, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// typeAccepted checks the "typ" header (media types compare
+// case-insensitively, RFC 7515 §4.1.9).
+func (v *Verifier) typeAccepted(typ string) bool {
+	if strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt") {
+		return true
+	}
+	if v.o.strictType {
+		return false
+	}
+	return typ == "" || strings.EqualFold(typ, "JWT") || strings.EqualFold(typ, "application/jwt")
+}
+
+// b64decode decodes unpadded base64url, rejecting padding, other alphabets
+// and non-zero trailing bits, so that each token has one spelling.
+func b64decode(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, errors.New("not unpadded base64url")
+	}
+	return b, nil
+}
+
+// parseHeader decodes the protected header. Names match exactly; "jwk",
+// "jku", "x5u" and "x5c" are ignored (keys come from the keyset only).
+func parseHeader(b []byte) (jwsHeader, error) {
+	var h jwsHeader
+	if !utf8.Valid(b) {
+		return h, fmt.Errorf("%w: header is not valid UTF-8", ErrMalformed)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil || m == nil {
+		return h, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	if _, ok := m["enc"]; ok {
+		return h, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
+	}
+	if _, ok := m["b64"]; ok {
+		return h, fmt.Errorf("%w: unencoded payloads (b64) are not accepted", ErrMalformed)
+	}
+	var err error
+	for name, dst := range map[string]*string{"alg": &h.alg, "kid": &h.kid, "typ": &h.typ, "cty": &h.cty} {
+		if raw, ok := m[name]; ok {
+			if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
+				err = fmt.Errorf("%w: header %q is not a string", ErrMalformed, name)
+			}
+		}
+	}
+	if err != nil {
+		return h, err
+	}
+	if _, ok := m["alg"]; !ok {
+		return h, fmt.Errorf("%w: no alg header", ErrMalformed)
+	}
+	if _, ok := m["crit"]; ok {
+		// This verifier understands no extension, so any crit list, well
+		// formed or not, names one it cannot process (RFC 7515 §4.1.11).
+		h.crit = true
+	}
+	return h, nil
+}
+
+// verifySignature checks sig over the signing input with key k.
+func verifySignature(a alg, k *verifyKey, signingInput string, sig []byte) bool {
+	if !k.algs.has(a) {
+		return false
+	}
+	switch pub := k.pub.(type) {
+	case ed25519.PublicKey:
+		return a == algEdDSA && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(signingInput), sig)
+	case *rsa.PublicKey:
+		h := a.hash().New()
+		h.Write([]byte(signingInput))
+		digest := h.Sum(nil)
+		switch a {
+		case algRS256, algRS384, algRS512:
+			return rsa.VerifyPKCS1v15(pub, a.hash(), digest, sig) == nil
+		case algPS256, algPS384, algPS512:
+			return rsa.VerifyPSS(pub, a.hash(), digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+		}
+	case *ecdsa.PublicKey:
+		size := (pub.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*size {
+			return false
+		}
+		h := a.hash().New()
+		h.Write([]byte(signingInput))
+		digest := h.Sum(nil)
+		r := new(big.Int).SetBytes(sig[:size])
+		s := new(big.Int).SetBytes(sig[size:])
+		return ecdsa.Verify(pub, digest, r, s)
+	}
+	return false
+}
