@@ -11,6 +11,11 @@ var (
 	// ErrMissingToken means the call carried no bearer token.
 	ErrMissingToken = errors.New("grpcjwt: missing bearer token")
 
+	// ErrInvalidRequest means the authorization metadata is not a single
+	// "Bearer <token>" value: another scheme, an empty token, or more than
+	// one authorization value (RFC 6750 §3.1 invalid_request).
+	ErrInvalidRequest = errors.New("grpcjwt: invalid authorization metadata")
+
 	// ErrMalformed means the token is not a well-formed compact JWS carrying
 	// a JSON claims set of the expected types: bad encoding, wrong number of
 	// segments, JWE or JSON serialization, an unsupported critical header,

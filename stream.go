@@ -1,0 +1,79 @@
+package grpcjwt
+
+import (
+	"context"
+
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// errStreamExpired ends a stream whose token expired while it was open.
+var errStreamExpired = status.Error(codes.Unauthenticated, "token expired during the stream")
+
+// StreamServerInterceptor returns an interceptor that authorizes each
+// stream as [UnaryServerInterceptor] does each unary call, before the
+// handler runs. The handler's ServerStream.Context carries the claims.
+//
+// By default the stream also ends when the token expires; see
+// [WithStreamExpiry].
+func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInterceptor {
+	a := newAuthorizer(v, opts)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx := ss.Context()
+		newCtx, claims, trailer, err := a.authorize(ctx, info.FullMethod)
+		if err != nil {
+			if trailer != "" {
+				ss.SetTrailer(metadata.Pairs("www-authenticate", trailer))
+			}
+			return err
+		}
+		wrapped := middleware.WrapServerStream(ss)
+		wrapped.WrappedContext = newCtx
+		if claims == nil || !a.o.streamExpiry {
+			return handler(srv, wrapped)
+		}
+		deadline := claims.Expiry.Add(a.v.o.leeway)
+		expCtx, cancel := context.WithDeadlineCause(newCtx, deadline, errStreamExpired)
+		defer cancel()
+		wrapped.WrappedContext = expCtx
+		err = handler(srv, &expiringStream{WrappedServerStream: wrapped, ctx: expCtx})
+		if context.Cause(expCtx) == errStreamExpired && ctx.Err() == nil {
+			return errStreamExpired
+		}
+		return err
+	}
+}
+
+// expiringStream refuses to send or receive once the token has expired.
+// A handler blocked in RecvMsg when the token expires returns at the next
+// message from the client or when the client ends the stream; the message
+// received after expiry is dropped.
+type expiringStream struct {
+	*middleware.WrappedServerStream
+	ctx context.Context
+}
+
+func (s *expiringStream) expired() bool {
+	return context.Cause(s.ctx) == errStreamExpired
+}
+
+func (s *expiringStream) SendMsg(m any) error {
+	if s.expired() {
+		return errStreamExpired
+	}
+	return s.WrappedServerStream.SendMsg(m)
+}
+
+func (s *expiringStream) RecvMsg(m any) error {
+	if s.expired() {
+		return errStreamExpired
+	}
+	err := s.WrappedServerStream.RecvMsg(m)
+	if s.expired() {
+		return errStreamExpired
+	}
+	return err
+}
