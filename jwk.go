@@ -170,6 +170,9 @@ func parseJWK(data []byte) (*verifyKey, error) {
 		if pub.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA key of %d bits, fewer than %d", pub.N.BitLen(), minRSABits)
 		}
+		if rocaVulnerable(pub.N) {
+			return nil, errors.New("RSA modulus has the ROCA weakness (CVE-2017-15361)")
+		}
 		algs = setOf(algRS256, algRS384, algRS512, algPS256, algPS384, algPS512)
 	case *ecdsa.PublicKey:
 		switch pub.Curve {
