@@ -17,6 +17,7 @@ const cacheShards = 32
 // checked on every call.
 type tokenCache struct {
 	seed   maphash.Seed
+	n      uint64 // shards in use: fewer than cacheShards for a small cache
 	shards [cacheShards]cacheShard
 }
 
@@ -33,18 +34,23 @@ type cacheEntry struct {
 	until  time.Time  // the entry's end: exp plus leeway, or the maximum age
 }
 
+// newTokenCache returns a cache of at most entries (> 0) tokens: the shard
+// bounds add up to entries exactly, so the total never exceeds it.
 func newTokenCache(entries int) *tokenCache {
-	c := &tokenCache{seed: maphash.MakeSeed()}
-	per := max(1, (entries+cacheShards-1)/cacheShards)
-	for i := range c.shards {
+	n := min(entries, cacheShards)
+	c := &tokenCache{seed: maphash.MakeSeed(), n: uint64(n)}
+	for i := range n {
 		c.shards[i].m = make(map[string]*cacheEntry)
-		c.shards[i].max = per
+		c.shards[i].max = entries / n
+		if i < entries%n {
+			c.shards[i].max++
+		}
 	}
 	return c
 }
 
 func (c *tokenCache) shard(raw string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, raw)%cacheShards]
+	return &c.shards[maphash.String(c.seed, raw)%c.n]
 }
 
 func (c *tokenCache) get(raw string) *cacheEntry {

@@ -174,9 +174,17 @@ func stringsClaim(m map[string]json.RawMessage, name string, split bool) ([]stri
 		}
 		return []string{s}, nil
 	}
-	var list []string
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+	// Decode the members one by one: into a []string, encoding/json turns a
+	// null member into "" instead of failing.
+	var items []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
 		return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
+	}
+	list := make([]string, len(items))
+	for i, item := range items {
+		if len(item) == 0 || item[0] != '"' || json.Unmarshal(item, &list[i]) != nil {
+			return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
+		}
 	}
 	return list, nil
 }

@@ -465,6 +465,11 @@ func (v *Verifier) typeAccepted(typ string) bool {
 // b64decode decodes unpadded base64url, rejecting padding, other alphabets
 // and non-zero trailing bits, so that each token has one spelling.
 func b64decode(s string) ([]byte, error) {
+	// encoding/base64 skips '\r' and '\n' even in strict mode: without this
+	// check a token with a line break added to its signature still verifies.
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("not unpadded base64url")
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, errors.New("not unpadded base64url")
