@@ -142,6 +142,11 @@ func (a *authorizer) log(ctx context.Context, method string, rule *ruleEntry, er
 		slog.String("method", method), slog.String("rule", rule.key), slog.String("error", err.Error()))
 }
 
+// errNotBearer is ErrInvalidRequest for credentials of another scheme
+// ("Basic ..."). RFC 6750 §3.1 treats them like no credentials at all: the
+// challenge then carries no error code.
+var errNotBearer = fmt.Errorf("%w: scheme is not Bearer", ErrInvalidRequest)
+
 // bearerToken extracts the token from the incoming "authorization"
 // metadata: exactly one value, scheme "Bearer" in any case, surrounding
 // space tolerated, at most maxBytes long.
@@ -161,7 +166,7 @@ func bearerToken(ctx context.Context, maxBytes int) (string, error) {
 	v = strings.TrimSpace(v)
 	scheme, tok, _ := strings.Cut(v, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		return "", fmt.Errorf("%w: scheme is not Bearer", ErrInvalidRequest)
+		return "", errNotBearer
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
@@ -180,6 +185,8 @@ func toStatus(ctx context.Context, err error, rule *ruleEntry) (string, error) {
 	switch {
 	case errors.Is(err, ErrMissingToken):
 		return "Bearer", status.Error(codes.Unauthenticated, "missing bearer token")
+	case errors.Is(err, errNotBearer):
+		return "Bearer", status.Error(codes.Unauthenticated, "authorization must be a single bearer token")
 	case errors.Is(err, ErrInvalidRequest):
 		errCode, msg = "invalid_request", "authorization must be a single bearer token"
 	case errors.Is(err, ErrInsufficientScope):
@@ -239,10 +246,10 @@ func UnaryServerInterceptor(v *Verifier, opts ...Option) grpc.UnaryServerInterce
 
 // AuthFunc returns an [auth.AuthFunc] for go-grpc-middleware's auth
 // interceptors, applying the same verification and rules as
-// [UnaryServerInterceptor]. It finds the method with [grpc.Method]. The
-// auth interceptors send no trailer, and for streams the token's expiry is
-// not enforced during the stream; prefer this package's interceptors unless
-// the chain must go through the auth package.
+// [UnaryServerInterceptor], including the "www-authenticate" trailer of a
+// rejected call. It finds the method with [grpc.Method]. For streams the
+// token's expiry is not enforced during the stream; prefer this package's
+// interceptors unless the chain must go through the auth package.
 func AuthFunc(v *Verifier, opts ...Option) auth.AuthFunc {
 	a := newAuthorizer(v, opts)
 	return func(ctx context.Context) (context.Context, error) {
@@ -250,7 +257,12 @@ func AuthFunc(v *Verifier, opts ...Option) auth.AuthFunc {
 		if !ok {
 			return nil, status.Error(codes.Unauthenticated, "cannot authorize a call without a method")
 		}
-		newCtx, _, _, err := a.authorize(ctx, method)
+		newCtx, _, trailer, err := a.authorize(ctx, method)
+		if err != nil && trailer != "" {
+			// The context of a unary call and of a stream both carry the
+			// server transport stream, so this works for either.
+			_ = grpc.SetTrailer(ctx, metadata.Pairs("www-authenticate", trailer))
+		}
 		return newCtx, err
 	}
 }

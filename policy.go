@@ -167,6 +167,10 @@ type ServiceInfoProvider interface {
 // method on the default rule. Call it after registering services and before
 // serving.
 func (p *Policy) CheckServer(srv ServiceInfoProvider) error {
+	if p == nil {
+		// A nil policy (the default of WithPolicy) names no method.
+		return nil
+	}
 	info := srv.GetServiceInfo()
 	var errs []error
 	for _, key := range p.sortedKeys() {

@@ -2,6 +2,7 @@ package grpcjwt
 
 import (
 	"context"
+	"fmt"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
@@ -12,6 +13,10 @@ import (
 
 // errStreamExpired ends a stream whose token expired while it was open.
 var errStreamExpired = status.Error(codes.Unauthenticated, "token expired during the stream")
+
+// expiredTrailer is the WWW-Authenticate value sent with errStreamExpired,
+// the one an expired token gets when the call starts.
+const expiredTrailer = `Bearer error="invalid_token", error_description="expired token"`
 
 // StreamServerInterceptor returns an interceptor that authorizes each
 // stream as [UnaryServerInterceptor] does each unary call, before the
@@ -41,6 +46,10 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		wrapped.WrappedContext = expCtx
 		err = handler(srv, &expiringStream{WrappedServerStream: wrapped, ctx: expCtx})
 		if context.Cause(expCtx) == errStreamExpired && ctx.Err() == nil {
+			// Like any other rejection: logged with its cause, and an RFC
+			// 6750 challenge so the client knows to fetch a fresh token.
+			a.log(ctx, info.FullMethod, a.o.policy.match(info.FullMethod), fmt.Errorf("%w: during the stream", ErrExpired))
+			ss.SetTrailer(metadata.Pairs("www-authenticate", expiredTrailer))
 			return errStreamExpired
 		}
 		return err

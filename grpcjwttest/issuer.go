@@ -73,13 +73,13 @@ type Issuer struct {
 	srv  *httptest.Server
 	path string
 
-	mu        sync.Mutex
-	keys      []*Key // published, in order; the last one signs
-	alg       string
-	failure   Failure
-	cacheCtl  string
-	hangStop  chan struct{}
-	jwksHits  atomic.Int64
+	mu       sync.Mutex
+	keys     []*Key // published, in order; the last one signs
+	alg      string
+	failure  Failure
+	cacheCtl string
+	hangStop chan struct{}
+	jwksHits atomic.Int64
 }
 
 // An Option configures [NewIssuer].
