@@ -471,7 +471,9 @@ func NewRemoteKeyset(ctx context.Context, jwksURL string, opts ...KeysetOption) 
 	if !o.lazy {
 		// The first fetch runs under the caller's ctx and nothing keeps it.
 		if err := r.fetch(ctx); err != nil {
-			return nil, fmt.Errorf("grpcjwt: first JWKS fetch failed: %w", err)
+			// Wrap ErrKeysUnavailable so that callers can tell an issuer
+			// that is down at start-up from a configuration error.
+			return nil, fmt.Errorf("%w: first JWKS fetch failed: %w", ErrKeysUnavailable, err)
 		}
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -488,14 +490,11 @@ func (ks *Keyset) Close() error {
 		return nil
 	}
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		<-r.loop
-		return nil
-	}
-	r.closed = true
+	r.closed = true // from here on fetchShared starts no goroutine (no wg.Add)
 	r.mu.Unlock()
 	r.cancel()
+	// Every caller waits for both the loop and the fetch goroutines: a second
+	// Close racing the first must not return while a fetch is still running.
 	<-r.loop
 	r.wg.Wait()
 	return nil
@@ -676,27 +675,31 @@ func (r *remoteSource) refreshInterval(h http.Header, now time.Time) time.Durati
 	return min(max(d, r.o.refreshMin), r.o.refreshMax)
 }
 
+// maxCacheLifetime caps a max-age or Expires lifetime; it stands in for
+// "the greatest positive integer" of RFC 9111 §1.2.2 when max-age overflows.
+const maxCacheLifetime = 365 * 24 * time.Hour
+
 // cacheLifetime reads a response's freshness lifetime (RFC 9111 §4.2.1):
-// max-age if present, no-cache/no-store as zero, else Expires minus Date
-// (or now).
+// no-cache or no-store as zero wherever they appear (the most restrictive
+// directive wins), else the first max-age (an invalid one as zero, one too
+// large to represent as the cap), else Expires minus Date (or now).
 func cacheLifetime(h http.Header, now time.Time) (time.Duration, bool) {
+	maxAge, haveMaxAge := time.Duration(0), false
 	for _, cc := range h.Values("Cache-Control") {
 		for _, dir := range strings.Split(cc, ",") {
 			name, val, _ := strings.Cut(strings.TrimSpace(dir), "=")
-			switch strings.ToLower(name) {
+			switch strings.ToLower(strings.TrimSpace(name)) {
 			case "no-cache", "no-store":
 				return 0, true
 			case "max-age":
-				n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
-				if err != nil || n < 0 {
-					continue
+				if !haveMaxAge {
+					maxAge, haveMaxAge = parseDeltaSeconds(strings.Trim(strings.TrimSpace(val), `"`)), true
 				}
-				if n > int64(365*24*time.Hour/time.Second) {
-					n = int64(365 * 24 * time.Hour / time.Second)
-				}
-				return time.Duration(n) * time.Second, true
 			}
 		}
+	}
+	if haveMaxAge {
+		return maxAge, true
 	}
 	if exp := h.Get("Expires"); exp != "" {
 		t, err := http.ParseTime(exp)
@@ -707,7 +710,21 @@ func cacheLifetime(h http.Header, now time.Time) (time.Duration, bool) {
 		if d, err := http.ParseTime(h.Get("Date")); err == nil {
 			base = d
 		}
-		return max(t.Sub(base), 0), true
+		return min(max(t.Sub(base), 0), maxCacheLifetime), true
 	}
 	return 0, false
+}
+
+// parseDeltaSeconds reads delta-seconds (1*DIGIT, RFC 9111 §1.2.2). A value
+// that is not one is invalid freshness information and reads as zero
+// (stale, §4.2.1); one too large to represent reads as the cap.
+func parseDeltaSeconds(v string) time.Duration {
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > int64(maxCacheLifetime/time.Second) {
+		return maxCacheLifetime // only digits, so err is a range error
+	}
+	return time.Duration(n) * time.Second
 }
