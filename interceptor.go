@@ -100,10 +100,10 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string) (_ contex
 	}
 	var c *Claims
 	if terr == nil {
-		c, terr = a.v.Verify(ctx, raw)
+		c, terr = a.v.verifyToken(ctx, raw)
 	}
-	if terr == nil && !rule.Public {
-		terr = checkRule(rule, c)
+	if terr == nil {
+		terr = a.checkRule(rule, c)
 	}
 	if terr != nil {
 		if rule.Public && !a.o.strictPublic {
@@ -121,10 +121,15 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string) (_ contex
 // verifier.
 var errRuleAudience = fmt.Errorf("%w for this method", ErrAudience)
 
-// checkRule applies a method rule's audience and scope requirements.
-func checkRule(rule *ruleEntry, c *Claims) error {
-	if len(rule.Audiences) > 0 && !slices.ContainsFunc(rule.Audiences, c.HasAudience) {
-		return errRuleAudience
+// checkRule applies the audience check, against the rule's audiences when
+// it names some and the verifier's otherwise, then the rule's scopes.
+func (a *authorizer) checkRule(rule *ruleEntry, c *Claims) error {
+	if len(rule.Audiences) > 0 {
+		if !slices.ContainsFunc(rule.Audiences, c.HasAudience) {
+			return errRuleAudience
+		}
+	} else if err := a.v.checkAudience(c, a.v.o.audiences); err != nil {
+		return err
 	}
 	for _, s := range rule.Scopes {
 		if !c.HasScope(s) {

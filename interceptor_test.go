@@ -1461,3 +1461,28 @@ func TestInterceptorConcurrent(t *testing.T) {
 		t.Errorf("handler calls = %d, want %d", got, want)
 	}
 }
+
+// TestRuleAudienceReplacesVerifier: a rule's audiences stand in for the
+// verifier's on that method, so a method can serve an audience the verifier
+// does not list, while the other methods keep the verifier's.
+func TestRuleAudienceReplacesVerifier(t *testing.T) {
+	is := itIssuer(t)
+	v := itVerifier(t, is) // the verifier accepts only itAudience
+	c, _, _ := itProtect(t, v, grpcjwt.WithPolicy(itPolicy(t, map[string]grpcjwt.Rule{
+		itUnary: {Audiences: []string{itAdminAudience}},
+	})))
+	orders := itBearer(t.Context(), itMint(is, nil, itAudience))
+	admin := itBearer(t.Context(), itMint(is, nil, itAdminAudience))
+	if o := itCallUnary(admin, c); o.code != codes.OK {
+		t.Errorf("rule audience outside the verifier's: got %v %q, want OK", o.code, o.msg)
+	}
+	if o := itCallUnary(orders, c); o.code != codes.Unauthenticated || o.msg != "token audience not accepted for this method" {
+		t.Errorf("verifier audience on a method whose rule names another: got %v %q", o.code, o.msg)
+	}
+	if o := itCallBidi(admin, c, 1); o.code != codes.Unauthenticated || o.msg != "token audience not accepted" {
+		t.Errorf("rule audience on a method without the rule: got %v %q, want Unauthenticated", o.code, o.msg)
+	}
+	if o := itCallBidi(orders, c, 1); o.code != codes.OK {
+		t.Errorf("verifier audience on a method without a rule: got %v %q, want OK", o.code, o.msg)
+	}
+}

@@ -20,9 +20,9 @@ type Rule struct {
 	// rule names no audiences or scopes.
 	Public bool
 
-	// Audiences, if set, are the audiences this method accepts: the token's
-	// "aud" must contain at least one of them, on top of the verifier's own
-	// audience check. List them in [WithAudience] too.
+	// Audiences, if set, are the audiences this method accepts, in place of
+	// the verifier's ([WithAudience]): the token's "aud" must contain at
+	// least one of them. Issuer, signature and expiry are checked as always.
 	Audiences []string
 
 	// Scopes are the scopes this method requires: the token must grant

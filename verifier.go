@@ -284,6 +284,38 @@ type jwsHeader struct {
 // The returned error wraps one of the package's sentinel errors ([ErrMalformed],
 // [ErrSignature], [ErrExpired], ...). Its text never holds claim values.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	c, err := v.verifyToken(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkAudience(c, v.o.audiences); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkAudience requires the token's "aud" to hold one of audiences, unless
+// the verifier was built with InsecureSkipAudienceCheck and audiences is
+// the verifier's own list.
+func (v *Verifier) checkAudience(c *Claims, audiences []string) error {
+	if v.o.skipAudience && len(audiences) == 0 {
+		return nil
+	}
+	for _, a := range c.Audience {
+		if slices.Contains(audiences, a) {
+			return nil
+		}
+	}
+	if len(c.Audience) == 0 {
+		return fmt.Errorf("%w: no aud claim", ErrAudience)
+	}
+	return ErrAudience
+}
+
+// verifyToken is Verify without the audience check, which the caller
+// makes: against the verifier's audiences, or a method rule's. The cache
+// therefore stores claims, never decisions.
+func (v *Verifier) verifyToken(ctx context.Context, raw string) (*Claims, error) {
 	if len(raw) > v.o.maxTokenBytes {
 		return nil, fmt.Errorf("%w: token of %d bytes exceeds the limit of %d", ErrMalformed, len(raw), v.o.maxTokenBytes)
 	}
@@ -391,7 +423,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	return c, key, nil
 }
 
-// checkClaims applies the issuer, audience, time and required-claim checks.
+// checkClaims applies the issuer, time and required-claim checks.
 func (v *Verifier) checkClaims(c *Claims, m map[string]json.RawMessage, now time.Time) error {
 	if !v.o.skipIssuer && !slices.Contains(v.o.issuers, c.Issuer) {
 		if c.Issuer == "" {
@@ -421,12 +453,6 @@ func (v *Verifier) checkClaims(c *Claims, m map[string]json.RawMessage, now time
 			return fmt.Errorf("%w: longer than %v", ErrLifetime, v.o.maxLifetime)
 		}
 	}
-	if !v.o.skipAudience && !v.audienceAccepted(c) {
-		if len(c.Audience) == 0 {
-			return fmt.Errorf("%w: no aud claim", ErrAudience)
-		}
-		return ErrAudience
-	}
 	return nil
 }
 
@@ -441,14 +467,6 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	return nil
 }
 
-func (v *Verifier) audienceAccepted(c *Claims) bool {
-	for _, a := range c.Audience {
-		if slices.Contains(v.o.audiences, a) {
-			return true
-		}
-	}
-	return false
-}
 
 // typeAccepted checks the "typ" header (media types compare
 // case-insensitively, RFC 7515 §4.1.9).

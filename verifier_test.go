@@ -860,7 +860,6 @@ func TestVerifyCacheSkipsFailures(t *testing.T) {
 	v := f.verifier(t, vtCase{}, true)
 	for name, tok := range map[string]string{
 		"tampered":   f.tok() + "A",
-		"wrong aud":  f.tok(vtSet("aud", "https://other.example")),
 		"expired":    f.tok(vtSet("exp", vtEpoch.Add(-time.Hour).Unix())),
 		"future nbf": f.tok(vtSet("nbf", vtEpoch.Add(time.Hour).Unix())),
 	} {
@@ -871,6 +870,15 @@ func TestVerifyCacheSkipsFailures(t *testing.T) {
 		}
 		if v.cache.get(tok) != nil {
 			t.Errorf("%s: a token that failed was cached", name)
+		}
+	}
+	// The cache stores claims, not decisions: a genuine token for another
+	// audience is cached (a method rule may accept that audience) and still
+	// rejected by Verify on every call.
+	wrongAud := f.tok(vtSet("aud", "https://other.example"))
+	for range 2 {
+		if _, err := v.Verify(t.Context(), wrongAud); !errors.Is(err, ErrAudience) {
+			t.Errorf("wrong aud: got %v, want ErrAudience", err)
 		}
 	}
 	// A token rejected for nbf at first is accepted (and cached) once valid.
