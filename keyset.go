@@ -32,6 +32,8 @@ import (
 type Keyset struct {
 	cur    atomic.Pointer[keySnapshot]
 	remote *remoteSource // nil for a static keyset
+	issuer string        // set by NewIssuerKeyset: the discovered issuer
+	algs   algSet        // set by NewIssuerKeyset: advertised algorithms, if any
 }
 
 // keySnapshot is one immutable generation of the keyset.
@@ -175,7 +177,8 @@ func WithUnknownKeyRefreshInterval(d time.Duration) KeysetOption {
 // The default, zero, trusts the last good keys for as long as the issuer is
 // down: an outage of the identity provider then never rejects a token signed
 // by a key already held. Set a bound if a revoked key must stop working even
-// when the issuer cannot be reached to say so.
+// when the issuer cannot be reached to say so. With a bound, the periodic
+// refresh runs at least every half of it.
 func WithMaxStaleness(d time.Duration) KeysetOption {
 	return func(o *keysetOptions) error {
 		if d < 0 {
@@ -313,13 +316,21 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 	if ks.remote == nil {
 		return nil, ErrUnknownKey
 	}
-	err := ks.remote.fetchShared(ctx, true)
+	joined, err := ks.remote.fetchMode(ctx, fetchOnDemand)
 	snap = ks.fresh()
-	if keys, known := snap.find(kid, a, limit); len(keys) > 0 {
+	keys, known := snap.find(kid, a, limit)
+	if len(keys) == 0 && !known && joined && err == nil {
+		// The fetch joined may predate the key: ask once more.
+		_, err = ks.remote.fetchMode(ctx, fetchFollowUp)
+		snap = ks.fresh()
+		keys, known = snap.find(kid, a, limit)
+	}
+	if len(keys) > 0 {
 		return keys, nil
 	} else if known {
 		return nil, fmt.Errorf("%w: the key named by kid does not allow %s", ErrAlgorithm, a)
 	}
+	err = opaqueFetchError(err)
 	switch {
 	case snap == nil && err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
@@ -331,6 +342,27 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 		return nil, fmt.Errorf("%w: refresh failed: %w", ErrUnknownKey, err)
 	}
 	return nil, ErrUnknownKey
+}
+
+// errFetchFailed stands in, in errors that reach Verify's callers, for the
+// cause of a failed fetch: network errors name internal hosts and
+// addresses, so their text stays in the keyset's log.
+var errFetchFailed = errors.New("JWKS fetch failed (the keyset log has the cause)")
+
+// opaqueFetchError keeps the classes a caller may test for (its own ctx
+// ending, a closed keyset, the rate limit) and hides the rest.
+func opaqueFetchError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errRateLimited), errors.Is(err, ErrKeysetClosed):
+		return err
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %w", errFetchFailed, context.Canceled)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", errFetchFailed, context.DeadlineExceeded)
+	}
+	return errFetchFailed
 }
 
 // find returns the keys of the snapshot that may verify a token with this
@@ -440,6 +472,7 @@ type remoteSource struct {
 	closed       bool
 	call         *fetchCall // the fetch in flight, if any
 	lastOnDemand time.Time  // start of the last refresh triggered by an unknown kid
+	followUpUsed bool       // a follow-up fetch ran since lastOnDemand
 	failing      bool       // inside a run of failed fetches (logged once)
 	lastTTL      time.Duration
 }
@@ -559,20 +592,52 @@ func (r *remoteSource) jitter(d time.Duration) time.Duration {
 // is refused with errRateLimited when another started within the minimum
 // interval and none is in flight.
 func (r *remoteSource) fetchShared(ctx context.Context, onDemand bool) error {
+	mode := fetchPeriodic
+	if onDemand {
+		mode = fetchOnDemand
+	}
+	_, err := r.fetchMode(ctx, mode)
+	return err
+}
+
+// fetchKind says who asks for a fetch, for the rate limit.
+type fetchKind int
+
+const (
+	fetchPeriodic fetchKind = iota // the background schedule: never limited
+	fetchOnDemand                  // an unknown kid: one per interval
+	fetchFollowUp                  // an unknown kid after joining a fetch it did not start
+)
+
+// fetchMode is fetchShared for a kind of request; joined reports whether
+// the caller joined a fetch that was already in flight.
+//
+// A caller that joins a fetch may have joined one that began before its key
+// was published, so it may ask once for a follow-up fetch of its own. The
+// limit then allows one on-demand and one follow-up fetch per interval:
+// still a bound, and a token signed by a key published a moment ago still
+// verifies on its first request.
+func (r *remoteSource) fetchMode(ctx context.Context, kind fetchKind) (joined bool, err error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return ErrKeysetClosed
+		return false, ErrKeysetClosed
 	}
 	c := r.call
+	joined = c != nil
 	if c == nil {
 		now := r.o.now()
-		if onDemand {
-			if !r.lastOnDemand.IsZero() && now.Sub(r.lastOnDemand) < r.o.unknownKIDInterval {
-				r.mu.Unlock()
-				return errRateLimited
-			}
+		limited := !r.lastOnDemand.IsZero() && now.Sub(r.lastOnDemand) < r.o.unknownKIDInterval
+		switch {
+		case kind == fetchPeriodic:
+		case !limited:
 			r.lastOnDemand = now
+			r.followUpUsed = false
+		case kind == fetchFollowUp && !r.followUpUsed:
+			r.followUpUsed = true
+		default:
+			r.mu.Unlock()
+			return false, errRateLimited
 		}
 		c = &fetchCall{done: make(chan struct{})}
 		r.call = c
@@ -590,9 +655,9 @@ func (r *remoteSource) fetchShared(ctx context.Context, onDemand bool) error {
 	r.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.err
+		return joined, c.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return joined, ctx.Err()
 	}
 }
 
@@ -602,22 +667,28 @@ func (r *remoteSource) fetch(ctx context.Context) error {
 	start := r.o.now()
 	snap, ttl, err := r.download(ctx)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if err != nil {
-		if !r.failing && ctx.Err() == nil {
+		startEpisode := !r.failing && ctx.Err() == nil
+		if startEpisode {
 			r.failing = true
+		}
+		r.mu.Unlock()
+		// Log outside the lock: a slow log handler must not hold up lookups.
+		if startEpisode {
 			r.o.logger.Warn("grpcjwt: JWKS fetch failed; keeping the keys already held",
 				"error", err.Error(), "keys_held", len(r.ks.cur.Load().keysOrNil()))
 		}
 		return err
 	}
-	if r.failing {
-		r.failing = false
-		r.o.logger.Info("grpcjwt: JWKS fetch recovered", "keys", len(snap.all))
-	}
+	recovered := r.failing
+	r.failing = false
 	snap.loaded = start
 	r.lastTTL = ttl
 	r.ks.install(snap)
+	r.mu.Unlock()
+	if recovered {
+		r.o.logger.Info("grpcjwt: JWKS fetch recovered", "keys", len(snap.all))
+	}
 	return nil
 }
 
@@ -672,7 +743,13 @@ func (r *remoteSource) refreshInterval(h http.Header, now time.Time) time.Durati
 	if ttl, ok := cacheLifetime(h, now); ok {
 		d = ttl
 	}
-	return min(max(d, r.o.refreshMin), r.o.refreshMax)
+	d = min(max(d, r.o.refreshMin), r.o.refreshMax)
+	if r.o.maxStaleness > 0 {
+		// Refresh well before the keys go stale, so that a healthy issuer
+		// never lets them lapse.
+		d = max(min(d, r.o.maxStaleness/2), time.Second)
+	}
+	return d
 }
 
 // maxCacheLifetime caps a max-age or Expires lifetime; it stands in for
