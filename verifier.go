@@ -34,6 +34,7 @@ type verifierOptions struct {
 	skipIssuer      bool
 	skipAudience    bool
 	algs            algSet
+	algsSet         bool // WithAlgorithms was given
 	leeway          time.Duration
 	maxTokenBytes   int
 	strictType      bool
@@ -135,7 +136,7 @@ func WithAlgorithms(algs ...string) VerifierOption {
 			}
 			s |= setOf(a)
 		}
-		o.algs = s
+		o.algs, o.algsSet = s, true
 		return nil
 	}
 }
@@ -251,6 +252,17 @@ func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
 		}
 		if err := opt(&o); err != nil {
 			return nil, err
+		}
+	}
+	if len(o.issuers) == 0 && !o.skipIssuer && keys.issuer != "" {
+		// A keyset from NewIssuerKeyset speaks for the issuer whose
+		// metadata named it, checked to equal the configured URL.
+		o.issuers = []string{keys.issuer}
+	}
+	if !o.algsSet && keys.algs != 0 {
+		o.algs &= keys.algs
+		if o.algs == 0 {
+			return nil, errors.New("grpcjwt: NewVerifier: the issuer advertises no signing algorithm that grpcjwt supports; pass WithAlgorithms")
 		}
 	}
 	if len(o.issuers) == 0 && !o.skipIssuer {
@@ -466,7 +478,6 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	}
 	return nil
 }
-
 
 // typeAccepted checks the "typ" header (media types compare
 // case-insensitively, RFC 7515 §4.1.9).

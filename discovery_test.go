@@ -1,0 +1,136 @@
+package grpcjwt_test
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/grpcjwt/grpcjwt"
+	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+)
+
+var quiet = grpcjwt.WithKeysetLogger(slog.New(slog.DiscardHandler))
+
+func TestNewIssuerKeyset(t *testing.T) {
+	for _, path := range []string{"", "/oidc"} { // root and Logto's path-style issuers
+		t.Run("path="+path, func(t *testing.T) {
+			is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES384"), grpcjwttest.WithPath(path))
+			defer is.Close()
+			ks, err := grpcjwt.NewIssuerKeyset(t.Context(), is.URL(), quiet)
+			if err != nil {
+				t.Fatalf("NewIssuerKeyset: %v", err)
+			}
+			defer ks.Close()
+			// No WithIssuer: the discovered issuer is trusted, and only it.
+			v, err := grpcjwt.NewVerifier(ks, grpcjwt.WithAudience("api"))
+			if err != nil {
+				t.Fatalf("NewVerifier: %v", err)
+			}
+			if _, err := v.Verify(t.Context(), is.Mint(is.Claims("api"))); err != nil {
+				t.Errorf("token of the discovered issuer: %v", err)
+			}
+			other := is.Claims("api")
+			other["iss"] = is.URL() + "/other"
+			if _, err := v.Verify(t.Context(), is.Mint(other)); !errors.Is(err, grpcjwt.ErrIssuer) {
+				t.Errorf("token of another issuer: got %v, want ErrIssuer", err)
+			}
+			// Only the advertised algorithm (ES384) verifies: a published
+			// RS256 key signs a token that is refused by algorithm.
+			rsa := is.AddKey("RS256")
+			if _, err := v.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api"))); !errors.Is(err, grpcjwt.ErrAlgorithm) {
+				t.Errorf("RS256 token when ES384 is advertised: got %v, want ErrAlgorithm", err)
+			}
+			// An explicit WithAlgorithms overrides the advertised list.
+			v2, err := grpcjwt.NewVerifier(ks, grpcjwt.WithAudience("api"), grpcjwt.WithAlgorithms("RS256", "ES384"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v2.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api"))); err != nil {
+				t.Errorf("RS256 token with WithAlgorithms(RS256): %v", err)
+			}
+		})
+	}
+}
+
+// metadataServer serves a metadata document at the given paths only.
+func metadataServer(t *testing.T, docs map[string]func(base string) any) *httptest.Server {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := docs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(f(srv.URL))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestDiscover(t *testing.T) {
+	// RFC 8414 fallback: the OIDC location answers 404, the RFC 8414 one
+	// (inserted between host and path) serves the document.
+	srv := metadataServer(t, map[string]func(string) any{
+		"/.well-known/oauth-authorization-server/tenant": func(base string) any {
+			return map[string]any{"issuer": base + "/tenant", "jwks_uri": base + "/tenant/jwks",
+				"id_token_signing_alg_values_supported": []string{"RS256", "HS256", "none", "ES256"}}
+		},
+	})
+	md, err := grpcjwt.Discover(t.Context(), srv.URL+"/tenant")
+	if err != nil {
+		t.Fatalf("RFC 8414 fallback: %v", err)
+	}
+	if md.JWKSURI != srv.URL+"/tenant/jwks" || strings.Join(md.SigningAlgorithms, ",") != "RS256,ES256" {
+		t.Errorf("got %+v, want jwks_uri %s and algorithms RS256,ES256 (HS256 and none dropped)", md, srv.URL+"/tenant/jwks")
+	}
+
+	cases := []struct {
+		name string
+		doc  func(base string) any
+	}{
+		{"issuer differs", func(base string) any { return map[string]any{"issuer": base + "/evil", "jwks_uri": base + "/jwks"} }},
+		{"issuer with trailing slash differs", func(base string) any { return map[string]any{"issuer": base + "/t/", "jwks_uri": base + "/jwks"} }},
+		{"no issuer", func(base string) any { return map[string]any{"jwks_uri": base + "/jwks"} }},
+		{"no jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t"} }},
+		{"relative jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t", "jwks_uri": "/jwks"} }},
+		{"issuer not a string", func(base string) any { return map[string]any{"issuer": 7, "jwks_uri": base + "/jwks"} }},
+		{"not an object", func(base string) any { return []string{"x"} }},
+		{"oversized", func(base string) any {
+			return map[string]any{"issuer": base + "/t", "jwks_uri": base + "/jwks", "pad": strings.Repeat("x", 2<<20)}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := metadataServer(t, map[string]func(string) any{"/t/.well-known/openid-configuration": tc.doc})
+			if md, err := grpcjwt.Discover(t.Context(), srv.URL+"/t"); err == nil {
+				t.Fatalf("got %+v, want an error", md)
+			} else if strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("error names the address: %v", err)
+			}
+		})
+	}
+	for _, bad := range []string{"", "issuer.example", "ftp://issuer.example", "https://issuer.example?x=1", "https://issuer.example#f"} {
+		if _, err := grpcjwt.Discover(t.Context(), bad); err == nil {
+			t.Errorf("Discover(%q): want an error", bad)
+		}
+	}
+}
+
+// TestDiscoverHTTPSDowngrade: an https issuer may not point at a plain-http
+// JWK Set.
+func TestDiscoverHTTPSDowngrade(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "jwks_uri": "http://" + strings.TrimPrefix(srv.URL, "https://") + "/jwks"})
+	}))
+	defer srv.Close()
+	_, err := grpcjwt.Discover(t.Context(), srv.URL, grpcjwt.WithHTTPClient(srv.Client()))
+	if err == nil || !strings.Contains(err.Error(), "plain-http") {
+		t.Fatalf("got %v, want the downgrade refused", err)
+	}
+}
