@@ -1,0 +1,950 @@
+// Interop tests of grpcjwt against a real identity provider: the npm
+// oidc-provider in interop/oidc-provider (shaped like Logto), reached over
+// real HTTP for discovery, tokens and the JWK Set, in front of a real gRPC
+// server (bufconn) serving examples/orderpb behind grpcjwt's interceptors.
+//
+// The tests run only when GRPCJWT_OIDC_ISSUER and GRPCJWT_OIDC_ADMIN are set:
+//
+//	x="$(interop/oidc-provider/run.sh start)" && eval "$x"
+//	go test -count=1 -race ./interop/
+//	interop/oidc-provider/run.sh stop
+//
+// or, for every algorithm in turn, bash interop/ci.sh. They share the one
+// provider (its key rotation and JWKS faults are global), so they do not run
+// in parallel; each leaves the provider's JWKS serving normally.
+package interop_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpcjwt/grpcjwt"
+	"github.com/grpcjwt/grpcjwt/examples/orderpb"
+	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+)
+
+const (
+	envIssuer = "GRPCJWT_OIDC_ISSUER"
+	envAdmin  = "GRPCJWT_OIDC_ADMIN"
+	// envExpectAlg, when set (interop/ci.sh sets it), is the ALG the provider
+	// was started with; the tests then check the provider reports it.
+	envExpectAlg = "GRPCJWT_OIDC_EXPECT_ALG"
+
+	apiAudience   = "https://api.example.test"
+	otherAudience = "https://other.example.test"
+	scopeRead     = "read:orders"
+	scopeWrite    = "write:orders"
+	bothScopes    = scopeRead + " " + scopeWrite
+
+	clientID     = "m2m-client"
+	clientSecret = "m2m-secret"
+
+	// unknownKeyInterval is the keyset's rate limit on refreshes triggered
+	// by an unknown kid; fetchTimeout bounds each JWKS fetch (and so how
+	// long the "hang" fault can hold a caller).
+	unknownKeyInterval = 200 * time.Millisecond
+	fetchTimeout       = time.Second
+
+	// callTimeout bounds every RPC; well above fetchTimeout so that a call
+	// waiting on a hung fetch fails with the keyset's error, not its own.
+	callTimeout = 10 * time.Second
+	// pollDeadline bounds every wait for a state change.
+	pollDeadline = 10 * time.Second
+	pollStep     = 25 * time.Millisecond
+
+	burstSize = 50
+)
+
+// ---- the provider ------------------------------------------------------------
+
+// provider is the running oidc-provider, reached over real HTTP.
+type provider struct {
+	issuer, admin          string
+	jwksURI, tokenEndpoint string
+	hc                     *http.Client
+}
+
+// newProvider skips the test unless the provider's environment is set, then
+// discovers its endpoints. Its cleanup turns any JWKS fault off again.
+func newProvider(t *testing.T) *provider {
+	t.Helper()
+	issuer, admin := os.Getenv(envIssuer), os.Getenv(envAdmin)
+	if issuer == "" || admin == "" {
+		t.Skipf("interop tests need a running identity provider: %s and %s are not set; "+
+			"start it with `x=\"$(interop/oidc-provider/run.sh start)\" && eval \"$x\"` "+
+			"(stop it with `interop/oidc-provider/run.sh stop`), or run `bash interop/ci.sh` "+
+			"for every algorithm", envIssuer, envAdmin)
+	}
+	p := &provider{
+		issuer: issuer,
+		admin:  strings.TrimSuffix(admin, "/"),
+		hc:     &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}},
+	}
+	t.Cleanup(p.hc.CloseIdleConnections)
+
+	var disc struct {
+		Issuer        string `json:"issuer"`
+		JWKSURI       string `json:"jwks_uri"`
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	p.getJSON(t, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration", &disc)
+	if disc.Issuer != issuer {
+		t.Fatalf("discovery issuer = %q, want exactly %q", disc.Issuer, issuer)
+	}
+	if disc.JWKSURI == "" || disc.TokenEndpoint == "" {
+		t.Fatalf("discovery lacks jwks_uri or token_endpoint: %+v", disc)
+	}
+	p.jwksURI, p.tokenEndpoint = disc.JWKSURI, disc.TokenEndpoint
+
+	// Whatever happens in the test, leave the JWKS endpoint serving.
+	t.Cleanup(func() { p.post(t, "/jwks-fault?mode=none", nil) })
+	p.post(t, "/jwks-fault?mode=none", nil) // and start from a sane state
+	return p
+}
+
+func (p *provider) getJSON(t *testing.T, u string, out any) {
+	t.Helper()
+	resp, err := p.hc.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d: %s", u, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", u, err, body)
+	}
+}
+
+// post POSTs to an admin endpoint (path relative to the admin base).
+func (p *provider) post(t *testing.T, path string, out any) {
+	t.Helper()
+	resp, err := p.hc.Post(p.admin+path, "application/json", nil)
+	if err != nil {
+		t.Errorf("POST %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST %s: HTTP %d: %s", path, resp.StatusCode, body)
+		return
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Errorf("POST %s: %v: %s", path, err, body)
+		}
+	}
+}
+
+type rotation struct {
+	Mode       string   `json:"mode"`
+	Kids       []string `json:"kids"`
+	SigningKid string   `json:"signing_kid"`
+}
+
+// rotate rotates the provider's signing keys (grace, finish or hard).
+func (p *provider) rotate(t *testing.T, mode string) rotation {
+	t.Helper()
+	var r rotation
+	p.post(t, "/rotate?mode="+mode, &r)
+	if r.SigningKid == "" || len(r.Kids) == 0 || r.Kids[0] != r.SigningKid {
+		t.Fatalf("rotate %s: unexpected answer %+v", mode, r)
+	}
+	return r
+}
+
+// fault sets how the provider's JWKS endpoint answers.
+func (p *provider) fault(t *testing.T, mode string) {
+	t.Helper()
+	var r struct {
+		Fault string `json:"jwks_fault"`
+	}
+	p.post(t, "/jwks-fault?mode="+mode, &r)
+	if r.Fault != mode {
+		t.Fatalf("jwks-fault %s: provider answered %q", mode, r.Fault)
+	}
+}
+
+type stats struct {
+	JWKSRequests int            `json:"jwks_requests"`
+	ByMode       map[string]int `json:"jwks_requests_by_mode"`
+	Rotations    int            `json:"rotations"`
+	Fault        string         `json:"jwks_fault"`
+	Hanging      int            `json:"hanging"`
+	Kids         []string       `json:"kids"`
+	SigningKid   string         `json:"signing_kid"`
+	Alg          string         `json:"alg"`
+}
+
+func (p *provider) stats(t *testing.T) stats {
+	t.Helper()
+	var s stats
+	p.getJSON(t, p.admin+"/stats", &s)
+	return s
+}
+
+// token gets an access token by client_credentials over real HTTP.
+func (p *provider) token(t *testing.T, resource, scope string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequest(http.MethodPost, p.tokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSecret)
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		t.Fatalf("token request: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
+		t.Fatalf("token request (resource %q, scope %q): HTTP %d: %s", resource, scope, resp.StatusCode, body)
+	}
+	if !strings.EqualFold(tr.TokenType, "Bearer") {
+		t.Fatalf("token_type = %q, want Bearer", tr.TokenType)
+	}
+	return tr.AccessToken
+}
+
+// jwsHeader decodes the protected header of a compact JWS (unverified; for
+// assertions only).
+type jwsHeader struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ"`
+	Kid string `json:"kid"`
+}
+
+func headerOf(t *testing.T, tok string) jwsHeader {
+	t.Helper()
+	seg, _, ok := strings.Cut(tok, ".")
+	if !ok {
+		t.Fatalf("not a compact JWS: %.40q", tok)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatalf("JWS header: %v", err)
+	}
+	var h jwsHeader
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatalf("JWS header: %v", err)
+	}
+	return h
+}
+
+// ---- the protected gRPC server -------------------------------------------------
+
+// harness is one keyset + verifier + gRPC server over bufconn + client.
+type harness struct {
+	t      *testing.T
+	v      *grpcjwt.Verifier
+	client orderpb.OrderServiceClient
+
+	orderID string // an order that exists, for GetOrder
+
+	// valid counts calls made with a token the provider considers valid
+	// and that the keyset could know; failed counts those that failed.
+	valid, failed atomic.Int64
+
+	mu          sync.Mutex
+	lastUnknown time.Time // when the last call that could refresh on an unknown kid ended
+}
+
+type config struct {
+	keyset   []grpcjwt.KeysetOption
+	verifier []grpcjwt.VerifierOption
+}
+
+func newHarness(t *testing.T, p *provider, cfg config) *harness {
+	t.Helper()
+	logger := testLogger(t)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ksOpts := append([]grpcjwt.KeysetOption{
+		grpcjwt.WithHTTPClient(&http.Client{Transport: tr}),
+		grpcjwt.WithUnknownKeyRefreshInterval(unknownKeyInterval),
+		grpcjwt.WithFetchTimeout(fetchTimeout),
+		grpcjwt.WithKeysetLogger(logger),
+	}, cfg.keyset...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ks, err := grpcjwt.NewRemoteKeyset(ctx, p.jwksURI, ksOpts...)
+	if err != nil {
+		t.Fatalf("NewRemoteKeyset: %v", err)
+	}
+	t.Cleanup(func() { ks.Close() })
+
+	vOpts := append([]grpcjwt.VerifierOption{
+		grpcjwt.WithIssuer(p.issuer),
+		grpcjwt.WithAudience(apiAudience, otherAudience),
+		grpcjwt.WithStrictType(),
+	}, cfg.verifier...)
+	v, err := grpcjwt.NewVerifier(ks, vOpts...)
+	if err != nil {
+		t.Fatalf("NewVerifier: %v", err)
+	}
+
+	policy, err := grpcjwt.NewPolicy(map[string]grpcjwt.Rule{
+		orderpb.OrderService_ServerInfo_FullMethodName:  {Public: true},
+		orderpb.OrderService_GetOrder_FullMethodName:    {Audiences: []string{apiAudience}},
+		orderpb.OrderService_CreateOrder_FullMethodName: {Audiences: []string{apiAudience}, Scopes: []string{scopeWrite}},
+		orderpb.OrderService_WatchOrders_FullMethodName: {Scopes: []string{scopeRead}},
+	})
+	if err != nil {
+		t.Fatalf("NewPolicy: %v", err)
+	}
+	iopts := []grpcjwt.Option{grpcjwt.WithPolicy(policy), grpcjwt.WithLogger(logger)}
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(grpcjwt.UnaryServerInterceptor(v, iopts...)),
+		grpc.ChainStreamInterceptor(grpcjwt.StreamServerInterceptor(v, iopts...)),
+	)
+	svc := orderpb.NewServer()
+	// The handler learns who called from the claims the interceptor put in
+	// its context.
+	svc.CreatedBy = func(ctx context.Context) string {
+		if c, ok := grpcjwt.ClaimsFromContext(ctx); ok {
+			return c.Subject
+		}
+		return ""
+	}
+	orderpb.RegisterOrderServiceServer(srv, svc)
+	if err := policy.CheckServer(srv); err != nil {
+		t.Fatalf("policy.CheckServer: %v", err)
+	}
+	cc := grpcjwttest.Serve(t, srv)
+	return &harness{t: t, v: v, client: orderpb.NewOrderServiceClient(cc)}
+}
+
+// testLogger logs to t until the test's cleanups have all run; lines that
+// come later (from goroutines still unwinding) are dropped.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop) // registered first, so it runs last
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+func callCtx(tok string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	if tok != "" {
+		ctx = grpcjwttest.WithBearer(ctx, tok)
+	}
+	return ctx, cancel
+}
+
+func (h *harness) getOrder(tok, id string, opts ...grpc.CallOption) (*orderpb.Order, error) {
+	ctx, cancel := callCtx(tok)
+	defer cancel()
+	return h.client.GetOrder(ctx, &orderpb.GetOrderRequest{Id: id}, opts...)
+}
+
+func (h *harness) createOrder(tok string, opts ...grpc.CallOption) (*orderpb.Order, error) {
+	ctx, cancel := callCtx(tok)
+	defer cancel()
+	return h.client.CreateOrder(ctx, &orderpb.CreateOrderRequest{Item: "widget", Quantity: 2}, opts...)
+}
+
+// watch opens WatchOrders and reads it to the end; it returns the events'
+// sequence numbers.
+func (h *harness) watch(tok string) ([]int32, error) {
+	ctx, cancel := callCtx(tok)
+	defer cancel()
+	st, err := h.client.WatchOrders(ctx, &orderpb.WatchOrdersRequest{MaxEvents: 3})
+	if err != nil {
+		return nil, err
+	}
+	var seqs []int32
+	for {
+		ev, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return seqs, nil
+		}
+		if err != nil {
+			return seqs, err
+		}
+		seqs = append(seqs, ev.GetSequence())
+	}
+}
+
+// validCall makes one call that a valid api token with both scopes must
+// pass: GetOrder of an existing order, or (kind 1) a WatchOrders stream.
+// It counts the call and reports a failure.
+func (h *harness) validCall(label, tok string, kind int) {
+	h.valid.Add(1)
+	var err error
+	switch kind % 2 {
+	case 0:
+		var o *orderpb.Order
+		o, err = h.getOrder(tok, h.orderID)
+		if err == nil && o.GetId() != h.orderID {
+			err = fmt.Errorf("GetOrder returned order %q, want %q", o.GetId(), h.orderID)
+		}
+	default:
+		var seqs []int32
+		seqs, err = h.watch(tok)
+		if err == nil && len(seqs) != 3 {
+			err = fmt.Errorf("WatchOrders delivered %v, want 3 events", seqs)
+		}
+	}
+	if err != nil {
+		h.failed.Add(1)
+		h.t.Errorf("%s: call with a valid token failed: %v", label, err)
+	}
+}
+
+// burst runs n calls at once with each of the valid tokens, half GetOrder,
+// half WatchOrders, and waits for all of them.
+func (h *harness) burst(label string, n int, toks ...string) {
+	var wg sync.WaitGroup
+	for ti, tok := range toks {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h.validCall(fmt.Sprintf("%s (token %d, call %d)", label, ti, i), tok, i)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// setup creates the order that validCall reads, with a valid token.
+func (h *harness) setup(tok string) {
+	h.t.Helper()
+	h.valid.Add(1)
+	o, err := h.createOrder(tok)
+	if err != nil {
+		h.failed.Add(1)
+		h.t.Fatalf("CreateOrder with a valid write:orders token: %v", err)
+	}
+	h.orderID = o.GetId()
+}
+
+// assertNoValidFailures reports the valid-call tally.
+func (h *harness) assertNoValidFailures() {
+	h.t.Helper()
+	v, f := h.valid.Load(), h.failed.Load()
+	h.t.Logf("calls with a valid token: %d, failed: %d", v, f)
+	if f != 0 {
+		h.t.Errorf("%d of %d calls with a valid token failed; want 0", f, v)
+	}
+}
+
+// awaitUnknownKeyWindow waits until a token with an unknown kid may refresh
+// the keyset again (the rate limit has passed since the last such call).
+func (h *harness) awaitUnknownKeyWindow() {
+	h.mu.Lock()
+	last := h.lastUnknown
+	h.mu.Unlock()
+	if d := time.Until(last.Add(unknownKeyInterval + 20*time.Millisecond)); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// noteUnknownKey records that a call which may have refreshed the keyset
+// on an unknown kid just ended.
+func (h *harness) noteUnknownKey() {
+	h.mu.Lock()
+	h.lastUnknown = time.Now()
+	h.mu.Unlock()
+}
+
+// wantStatus checks that err is a gRPC status with code and, if msg is not
+// empty, exactly that message.
+func wantStatus(t *testing.T, what string, err error, code codes.Code, msg string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	switch {
+	case err == nil:
+		t.Errorf("%s: succeeded, want %v %q", what, code, msg)
+	case !ok:
+		t.Errorf("%s: %v is not a gRPC status, want %v", what, err, code)
+	case st.Code() != code || (msg != "" && st.Message() != msg):
+		t.Errorf("%s: got %v %q, want %v %q", what, st.Code(), st.Message(), code, msg)
+	}
+}
+
+// ---- 1. every method per policy, with the provider's algorithm ---------------
+
+func TestProviderTokensFollowPolicy(t *testing.T) {
+	p := newProvider(t)
+	h := newHarness(t, p, config{})
+
+	st := p.stats(t)
+	if want := os.Getenv(envExpectAlg); want != "" && st.Alg != want {
+		t.Fatalf("provider reports alg %q, but it was started with ALG=%s", st.Alg, want)
+	}
+	t.Logf("provider alg %s, signing kid %s", st.Alg, st.SigningKid)
+
+	// The JWK Set publishes the signing key with the provider's algorithm.
+	var set struct {
+		Keys []struct {
+			Kid, Alg, Use, Kty string
+		} `json:"keys"`
+	}
+	p.getJSON(t, p.jwksURI, &set)
+	found := false
+	for _, k := range set.Keys {
+		if k.Kid == st.SigningKid {
+			found = true
+			if k.Alg != st.Alg || k.Use != "sig" {
+				t.Errorf("JWK %s: alg %q use %q, want alg %q use sig", k.Kid, k.Alg, k.Use, st.Alg)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("JWK Set does not hold the signing kid %s: %+v", st.SigningKid, set.Keys)
+	}
+
+	tokRW := p.token(t, apiAudience, bothScopes)
+	tokR := p.token(t, apiAudience, scopeRead)
+	tokW := p.token(t, apiAudience, scopeWrite)
+	tokNone := p.token(t, apiAudience, "") // no scope claim at all
+	tokOther := p.token(t, otherAudience, bothScopes)
+	tokOtherR := p.token(t, otherAudience, scopeRead)
+
+	for name, tok := range map[string]string{"api rw": tokRW, "api r": tokR, "other rw": tokOther} {
+		hdr := headerOf(t, tok)
+		if hdr.Alg != st.Alg || hdr.Typ != "at+jwt" || hdr.Kid != st.SigningKid {
+			t.Errorf("%s token header %+v, want alg %s typ at+jwt kid %s", name, hdr, st.Alg, st.SigningKid)
+		}
+	}
+
+	// The verifier on its own.
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	c, err := h.v.Verify(ctx, tokRW)
+	if err != nil {
+		t.Fatalf("Verify(provider token): %v", err)
+	}
+	if c.Issuer != p.issuer || len(c.Audience) != 1 || c.Audience[0] != apiAudience ||
+		c.Subject != clientID || c.ClientID != clientID ||
+		!c.HasScope(scopeRead) || !c.HasScope(scopeWrite) || c.ID == "" ||
+		c.IssuedAt.IsZero() || !c.Expiry.After(time.Now()) {
+		t.Errorf("claims = %+v", c)
+	}
+
+	t.Run("ServerInfo is public", func(t *testing.T) {
+		for name, tok := range map[string]string{"no token": "", "garbage token": "not-a-jwt", "valid token": tokR} {
+			ctx, cancel := callCtx(tok)
+			resp, err := h.client.ServerInfo(ctx, &orderpb.ServerInfoRequest{})
+			cancel()
+			if err != nil || resp.GetVersion() != orderpb.DefaultVersion {
+				t.Errorf("ServerInfo with %s: %v, %v", name, resp, err)
+			}
+		}
+	})
+
+	t.Run("CreateOrder needs the api audience and write:orders", func(t *testing.T) {
+		o, err := h.createOrder(tokRW)
+		if err != nil {
+			t.Fatalf("CreateOrder with write:orders: %v", err)
+		}
+		if o.GetId() == "" || o.GetCreatedBy() != clientID {
+			t.Errorf("created order %+v, want an id and created_by %q (the token's sub)", o, clientID)
+		}
+		h.orderID = o.GetId()
+		if _, err := h.createOrder(tokW); err != nil {
+			t.Errorf("CreateOrder with only write:orders: %v", err)
+		}
+
+		var tr metadata.MD
+		_, err = h.createOrder(tokR, grpc.Trailer(&tr))
+		wantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="insufficient_scope"`) ||
+			!strings.Contains(got, `scope="write:orders"`) {
+			t.Errorf("www-authenticate trailer = %q, want insufficient_scope naming write:orders", got)
+		}
+		_, err = h.createOrder(tokNone)
+		wantStatus(t, "CreateOrder with a token without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.createOrder(tokOther)
+		wantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		_, err = h.createOrder("")
+		wantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+	})
+
+	t.Run("GetOrder needs the api audience", func(t *testing.T) {
+		if h.orderID == "" {
+			t.Skip("no order was created")
+		}
+		for name, tok := range map[string]string{"rw": tokRW, "r": tokR, "no scope": tokNone} {
+			o, err := h.getOrder(tok, h.orderID)
+			if err != nil || o.GetId() != h.orderID {
+				t.Errorf("GetOrder with api token (%s): %v, %v", name, o, err)
+			}
+		}
+		// Authorized, then the handler's own answer.
+		_, err := h.getOrder(tokR, "ord-does-not-exist")
+		wantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
+
+		var tr metadata.MD
+		_, err = h.getOrder(tokOther, h.orderID, grpc.Trailer(&tr))
+		wantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="invalid_token"`) {
+			t.Errorf("www-authenticate trailer = %q, want invalid_token", got)
+		}
+		_, err = h.getOrder("", h.orderID)
+		wantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+		// Without a resource the provider issues an opaque token (as Logto).
+		_, err = h.getOrder(p.token(t, "", scopeRead), h.orderID)
+		wantStatus(t, "GetOrder with an opaque token", err, codes.Unauthenticated, "malformed token")
+		// A provider token with one signature byte flipped.
+		_, err = h.getOrder(flipSignature(tokR), h.orderID)
+		wantStatus(t, "GetOrder with a tampered token", err, codes.Unauthenticated, "invalid token signature")
+	})
+
+	t.Run("WatchOrders needs read:orders", func(t *testing.T) {
+		for name, tok := range map[string]string{"api r": tokR, "api rw": tokRW, "other r": tokOtherR} {
+			seqs, err := h.watch(tok)
+			if err != nil || len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
+				t.Errorf("WatchOrders with %s: events %v, %v", name, seqs, err)
+			}
+		}
+		_, err := h.watch(tokW)
+		wantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.watch(tokNone)
+		wantStatus(t, "WatchOrders without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.watch("")
+		wantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
+	})
+}
+
+// flipSignature changes one bit of the token's signature (keeping the
+// base64url canonical: the first character, which carries 6 full bits).
+func flipSignature(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + 1
+	b := []byte(tok)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+// ---- 2. key rotation without restart and without a failed call ---------------
+
+// TestRotationGraceFinish rotates keys the way an operator does (publish the
+// new key, sign with it, later drop the old one). The keyset refreshes only
+// when a token names a kid it does not hold (no periodic refresh within the
+// test), so every refresh here is one the test triggers.
+func TestRotationGraceFinish(t *testing.T) {
+	p := newProvider(t)
+	h := newHarness(t, p, config{})
+	t.Cleanup(func() { p.post(t, "/rotate?mode=finish", nil) }) // leave one key
+
+	tokA := p.token(t, apiAudience, bothScopes)
+	kidA := headerOf(t, tokA).Kid
+	h.setup(tokA)
+	h.burst("A before rotation", 5, tokA)
+
+	// Grace: a new signing key, published next to the old one.
+	rot := p.rotate(t, "grace")
+	tokB := p.token(t, apiAudience, bothScopes)
+	kidB := headerOf(t, tokB).Kid
+	if kidB == kidA || kidB != rot.SigningKid || !contains(rot.Kids, kidA) {
+		t.Fatalf("after grace rotation: kid A %s, kid B %s, rotation %+v", kidA, kidB, rot)
+	}
+	// B's first calls find an unknown kid: they must share one refresh and
+	// all succeed; A keeps working meanwhile.
+	before := p.stats(t).JWKSRequests
+	h.burst("A and B during grace (B's first use)", 20, tokA, tokB)
+	h.noteUnknownKey()
+	if got := p.stats(t).JWKSRequests - before; got != 1 {
+		t.Errorf("B's first 20 concurrent calls made %d JWKS requests, want exactly 1 (one shared refresh)", got)
+	}
+	h.burst("A and B during grace", 5, tokA, tokB)
+
+	// Finish: the old key leaves the JWK Set. Until the keyset refreshes it
+	// still holds A's key, so A still passes.
+	rot = p.rotate(t, "finish")
+	if contains(rot.Kids, kidA) || !contains(rot.Kids, kidB) {
+		t.Fatalf("after finish: kids %v still hold A %s or lack B %s", rot.Kids, kidA, kidB)
+	}
+	h.burst("A and B after finish, before the keyset refreshes", 5, tokA, tokB)
+
+	// The next rotation's token C names an unknown kid: its first call
+	// refreshes the keyset, which then learns that A's key is gone.
+	p.rotate(t, "grace")
+	tokC := p.token(t, apiAudience, bothScopes)
+	if kidC := headerOf(t, tokC).Kid; kidC == kidA || kidC == kidB {
+		t.Fatalf("token C reuses kid %s", kidC)
+	}
+	h.awaitUnknownKeyWindow()
+	before = p.stats(t).JWKSRequests
+	h.burst("B and C (C's first use)", 20, tokB, tokC)
+	h.noteUnknownKey()
+	if got := p.stats(t).JWKSRequests - before; got != 1 {
+		t.Errorf("C's first 20 concurrent calls made %d JWKS requests, want exactly 1", got)
+	}
+
+	// A's key is gone: A now fails, even though it verified (and was
+	// cached) before; B and C still pass.
+	_, err := h.getOrder(tokA, h.orderID)
+	wantStatus(t, "GetOrder with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
+	_, err = h.watch(tokA)
+	wantStatus(t, "WatchOrders with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
+	h.noteUnknownKey()
+	h.burst("B and C after the refresh", 5, tokB, tokC)
+	h.assertNoValidFailures()
+}
+
+// TestRotationPeriodicRefresh has the keyset refresh on its own schedule:
+// after the old key leaves the JWK Set, tokens signed with it start failing
+// without any token naming a new kid, and the new key's tokens never fail.
+func TestRotationPeriodicRefresh(t *testing.T) {
+	p := newProvider(t)
+	h := newHarness(t, p, config{keyset: []grpcjwt.KeysetOption{
+		grpcjwt.WithRefreshInterval(150 * time.Millisecond),
+		grpcjwt.WithRefreshBounds(100*time.Millisecond, 150*time.Millisecond),
+	}})
+	t.Cleanup(func() { p.post(t, "/rotate?mode=finish", nil) })
+
+	tokA := p.token(t, apiAudience, bothScopes)
+	h.setup(tokA)
+	p.rotate(t, "grace")
+	tokB := p.token(t, apiAudience, bothScopes)
+	// Use B only once the JWK Set has been requested after the rotation:
+	// the keyset runs one fetch at a time, so no fetch answered before the
+	// rotation is in flight any more. (grpcjwt rejects, with ErrUnknownKey,
+	// a first use of B that joins such a stale in-flight fetch.)
+	after := p.stats(t).JWKSRequests
+	waitFor(t, "a periodic JWKS refresh after the rotation", func() bool {
+		return p.stats(t).JWKSRequests > after
+	})
+	h.burst("A and B during grace", 10, tokA, tokB)
+
+	p.rotate(t, "finish")
+	start := time.Now()
+	deadline := start.Add(pollDeadline)
+	var err error
+	for i := 0; ; i++ {
+		_, err = h.getOrder(tokA, h.orderID)
+		if err != nil {
+			break
+		}
+		h.validCall("B while waiting for the refresh", tokB, i)
+		if time.Now().After(deadline) {
+			t.Fatalf("token A still accepted %v after its key left the JWK Set", pollDeadline)
+		}
+		time.Sleep(pollStep)
+	}
+	t.Logf("A rejected %v after the finish rotation", time.Since(start).Round(time.Millisecond))
+	wantStatus(t, "GetOrder with A after the periodic refresh", err, codes.Unauthenticated, "token signed by an unknown key")
+	h.burst("B after the refresh", 10, tokB)
+	h.assertNoValidFailures()
+}
+
+// TestHardRotation replaces every key at once: the new key's token passes on
+// its first call (an unknown-kid refresh), the old one fails from then on.
+func TestHardRotation(t *testing.T) {
+	p := newProvider(t)
+	h := newHarness(t, p, config{})
+
+	tokA := p.token(t, apiAudience, bothScopes)
+	kidA := headerOf(t, tokA).Kid
+	h.setup(tokA)
+	h.burst("A before rotation", 5, tokA)
+
+	rot := p.rotate(t, "hard")
+	if contains(rot.Kids, kidA) || len(rot.Kids) != 1 {
+		t.Fatalf("hard rotation kept kids %v (A %s)", rot.Kids, kidA)
+	}
+	tokD := p.token(t, apiAudience, bothScopes)
+	h.validCall("D's first call", tokD, 0)
+	h.noteUnknownKey()
+	h.burst("D", 10, tokD)
+
+	_, err := h.getOrder(tokA, h.orderID)
+	wantStatus(t, "GetOrder with A after a hard rotation", err, codes.Unauthenticated, "token signed by an unknown key")
+	h.assertNoValidFailures()
+}
+
+// ---- 3. JWKS outage -------------------------------------------------------------
+
+// TestJWKSOutage breaks the JWKS endpoint three ways. Tokens signed by a key
+// the keyset holds keep passing (the verified-token cache is off, so every
+// call looks the key up and checks the signature); a token signed by a key
+// published during the outage fails until the endpoint recovers.
+func TestJWKSOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		periodic bool
+	}{
+		{"unknown-kid refresh only", false},
+		{"with periodic refresh", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testJWKSOutage(t, tc.periodic) })
+	}
+}
+
+func testJWKSOutage(t *testing.T, periodic bool) {
+	p := newProvider(t)
+	cfg := config{verifier: []grpcjwt.VerifierOption{grpcjwt.WithTokenCache(0, 0, 0)}}
+	if periodic {
+		// Background refreshes every ~150ms; after a failure the backoff
+		// is clamped to the lower bound, so they keep hitting the fault.
+		cfg.keyset = []grpcjwt.KeysetOption{
+			grpcjwt.WithRefreshInterval(150 * time.Millisecond),
+			grpcjwt.WithRefreshBounds(100*time.Millisecond, 150*time.Millisecond),
+		}
+	}
+	h := newHarness(t, p, cfg)
+	t.Cleanup(func() { p.post(t, "/rotate?mode=finish", nil) })
+
+	// Several tokens of the held key, each with its own jti.
+	held := []string{
+		p.token(t, apiAudience, bothScopes),
+		p.token(t, apiAudience, bothScopes),
+		p.token(t, apiAudience, bothScopes),
+	}
+	heldKid := headerOf(t, held[0]).Kid
+	h.setup(held[0])
+	h.burst("before the outage", 5, held...)
+
+	p.fault(t, "500")
+	// A key published while the JWKS is down.
+	p.rotate(t, "grace")
+	tokN := p.token(t, apiAudience, bothScopes)
+	if headerOf(t, tokN).Kid == heldKid {
+		t.Fatal("the rotation did not change the signing kid")
+	}
+
+	prev := ""
+	for _, mode := range []string{"500", "hang", "garbage"} {
+		phase := time.Now()
+		p.fault(t, mode)
+		if prev == "hang" {
+			// No new request hangs now; the keyset gives up on those
+			// parked before within its fetch timeout.
+			waitFor(t, "the hung JWKS requests to be abandoned", func() bool {
+				return p.stats(t).Hanging == 0
+			})
+		}
+		prev = mode
+		before := p.stats(t).ByMode[mode]
+
+		// The unknown kid triggers a refresh, which fails (after at most
+		// the fetch timeout); meanwhile and afterwards the held key works.
+		h.awaitUnknownKeyWindow()
+		unknownErr := make(chan error, 1)
+		began := time.Now()
+		go func() {
+			_, err := h.getOrder(tokN, h.orderID)
+			unknownErr <- err
+		}()
+		h.burst("JWKS "+mode+", during the unknown-kid refresh", burstSize/len(held)+1, held...)
+		err := <-unknownErr
+		took := time.Since(began)
+		h.noteUnknownKey()
+		wantStatus(t, "GetOrder with a key published during the outage (JWKS "+mode+")", err,
+			codes.Unauthenticated, "token signed by an unknown key")
+		if took > fetchTimeout+3*time.Second {
+			t.Errorf("JWKS %s: the unknown-kid call took %v, want about the fetch timeout %v at most", mode, took, fetchTimeout)
+		}
+		h.burst("JWKS "+mode+", after the failed refresh", burstSize/len(held)+1, held...)
+
+		if periodic {
+			// Let the background refresh fail too, and check again.
+			waitFor(t, "a background JWKS request under fault "+mode, func() bool {
+				return p.stats(t).ByMode[mode] >= before+2
+			})
+			h.burst("JWKS "+mode+", after failed background refreshes", 5, held...)
+		} else if got := p.stats(t).ByMode[mode] - before; got != 1 {
+			t.Errorf("JWKS %s: %d JWKS requests, want exactly 1 (the unknown-kid refresh)", mode, got)
+		}
+		t.Logf("JWKS %s: unknown-kid call rejected after %v; phase took %v",
+			mode, took.Round(time.Millisecond), time.Since(phase).Round(time.Millisecond))
+	}
+
+	// Recovery: once the endpoint answers again (and the rate limit has
+	// passed), the new key is fetched and its token passes.
+	p.fault(t, "none")
+	start := time.Now()
+	waitFor(t, "the token of the new key to pass after recovery", func() bool {
+		_, err := h.getOrder(tokN, h.orderID)
+		if err != nil {
+			if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated {
+				t.Errorf("during recovery: %v, want Unauthenticated until the keyset refreshes", err)
+			}
+		}
+		return err == nil
+	})
+	t.Logf("recovered %v after the fault was lifted", time.Since(start).Round(time.Millisecond))
+	h.burst("after recovery", 5, append(held, tokN)...)
+	h.assertNoValidFailures()
+}
+
+// waitFor polls cond every pollStep until it holds, failing the test after
+// pollDeadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(pollDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", pollDeadline, what)
+		}
+		time.Sleep(pollStep)
+	}
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
