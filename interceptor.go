@@ -81,8 +81,7 @@ func newAuthorizer(v *Verifier, opts []Option) *authorizer {
 // returns ctx carrying the claims (or ctx itself for a public call without
 // a valid token). The error is a gRPC status error; trailer, if non-empty,
 // is the WWW-Authenticate value to send.
-func (a *authorizer) authorize(ctx context.Context, fullMethod string) (_ context.Context, _ *Claims, trailer string, err error) {
-	rule := a.o.policy.match(fullMethod)
+func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *ruleEntry) (_ context.Context, _ *Claims, trailer string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			// A bug inside the library must never let a call through.
@@ -157,7 +156,11 @@ var errNotBearer = fmt.Errorf("%w: scheme is not Bearer", ErrInvalidRequest)
 // space tolerated, at most maxBytes long.
 func bearerToken(ctx context.Context, maxBytes int) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md["authorization"]
+	return bearerFromMD(md["authorization"], maxBytes)
+}
+
+// bearerFromMD is bearerToken on the metadata values themselves.
+func bearerFromMD(vals []string, maxBytes int) (string, error) {
 	switch {
 	case len(vals) == 0:
 		return "", ErrMissingToken
@@ -238,7 +241,7 @@ func toStatus(ctx context.Context, err error, rule *ruleEntry) (string, error) {
 func UnaryServerInterceptor(v *Verifier, opts ...Option) grpc.UnaryServerInterceptor {
 	a := newAuthorizer(v, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		newCtx, _, trailer, err := a.authorize(ctx, info.FullMethod)
+		newCtx, _, trailer, err := a.authorize(ctx, info.FullMethod, a.o.policy.match(info.FullMethod))
 		if err != nil {
 			if trailer != "" {
 				_ = grpc.SetTrailer(ctx, metadata.Pairs("www-authenticate", trailer))
@@ -262,7 +265,7 @@ func AuthFunc(v *Verifier, opts ...Option) auth.AuthFunc {
 		if !ok {
 			return nil, status.Error(codes.Unauthenticated, "cannot authorize a call without a method")
 		}
-		newCtx, _, trailer, err := a.authorize(ctx, method)
+		newCtx, _, trailer, err := a.authorize(ctx, method, a.o.policy.match(method))
 		if err != nil && trailer != "" {
 			// The context of a unary call and of a stream both carry the
 			// server transport stream, so this works for either.

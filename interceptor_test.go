@@ -1337,6 +1337,30 @@ func TestStreamExpiry(t *testing.T) {
 		}
 	})
 
+	run("a public method's optional token does not bound its stream", func(t *testing.T) {
+		c, _, _ := itProtect(t, v, grpcjwt.WithPolicy(itPolicy(t, map[string]grpcjwt.Rule{itOutStream: {Public: true}})))
+		ctx, cancel := context.WithTimeout(itBearer(t.Context(), tok), 3*time.Second)
+		defer cancel()
+		st, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := 0 // messages received 200 ms or more after expiry
+		for after < 5 {
+			m, err := st.Recv()
+			if err != nil {
+				t.Fatalf("public stream ended with %v; want it to outlive the optional token", err)
+			}
+			if sub := string(m.GetPayload().GetBody()); sub != "user-123" {
+				t.Fatalf("handler saw subject %q, want the optional token's user-123", sub)
+			}
+			if time.Since(exp) > 200*time.Millisecond {
+				after++
+			}
+		}
+		cancel()
+	})
+
 	run("WithStreamExpiry(false) outlives the token", func(t *testing.T) {
 		c, _, _ := itProtect(t, v, grpcjwt.WithStreamExpiry(false))
 		ctx, cancel := context.WithTimeout(itBearer(t.Context(), tok), 3*time.Second)

@@ -28,7 +28,8 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 	a := newAuthorizer(v, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
-		newCtx, claims, trailer, err := a.authorize(ctx, info.FullMethod)
+		rule := a.o.policy.match(info.FullMethod)
+		newCtx, claims, trailer, err := a.authorize(ctx, info.FullMethod, rule)
 		if err != nil {
 			if trailer != "" {
 				ss.SetTrailer(metadata.Pairs("www-authenticate", trailer))
@@ -37,7 +38,8 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		}
 		wrapped := middleware.WrapServerStream(ss)
 		wrapped.WrappedContext = newCtx
-		if claims == nil || !a.o.streamExpiry {
+		// A public method's optional token does not bound its stream.
+		if claims == nil || !a.o.streamExpiry || rule.Public {
 			return handler(srv, wrapped)
 		}
 		deadline := claims.Expiry.Add(a.v.o.leeway)
@@ -48,7 +50,7 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		if context.Cause(expCtx) == errStreamExpired && ctx.Err() == nil {
 			// Like any other rejection: logged with its cause, and an RFC
 			// 6750 challenge so the client knows to fetch a fresh token.
-			a.log(ctx, info.FullMethod, a.o.policy.match(info.FullMethod), fmt.Errorf("%w: during the stream", ErrExpired))
+			a.log(ctx, info.FullMethod, rule, fmt.Errorf("%w: during the stream", ErrExpired))
 			ss.SetTrailer(metadata.Pairs("www-authenticate", expiredTrailer))
 			return errStreamExpired
 		}
