@@ -18,6 +18,9 @@ import (
 // interceptorOptions holds the settings of the interceptors and AuthFunc.
 type interceptorOptions struct {
 	policy       *Policy
+	watcher      *PolicyWatcher
+	dryRun       *Policy
+	onDecision   func(context.Context, Decision)
 	logger       *slog.Logger
 	strictPublic bool
 	streamExpiry bool
@@ -93,27 +96,55 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 			err = status.Error(codes.Unauthenticated, "token verification failed")
 		}
 	}()
-	raw, terr := bearerToken(ctx, a.v.o.maxTokenBytes)
-	if terr != nil && (rule.Public && (errors.Is(terr, ErrMissingToken) || !a.o.strictPublic)) {
-		return ctx, nil, "", nil
-	}
+	// The token, if any, is verified once; the enforced rule and, in a
+	// dry run, the candidate rule are then judged on the same outcome.
 	var c *Claims
+	raw, terr := bearerToken(ctx, a.v.o.maxTokenBytes)
 	if terr == nil {
 		c, terr = a.v.verifyToken(ctx, raw)
 	}
-	if terr == nil {
-		terr = a.checkRule(rule, c)
+	deny := a.judge(rule, c, terr)
+	if a.o.dryRun != nil {
+		a.dryRunCheck(ctx, fullMethod, c, terr, deny != nil)
 	}
-	if terr != nil {
+	d := Decision{Method: fullMethod, Rule: rule.key, Public: rule.Public, Claims: c}
+	if deny != nil {
 		if rule.Public && !a.o.strictPublic {
-			a.log(ctx, fullMethod, rule, fmt.Errorf("invalid optional token ignored: %w", terr))
+			// An invalid optional token on a public method is ignored.
+			a.log(ctx, fullMethod, rule, fmt.Errorf("invalid optional token ignored: %w", deny))
+			d.Allowed, d.Claims, d.Err = true, nil, deny
+			a.report(ctx, &d)
 			return ctx, nil, "", nil
 		}
-		a.log(ctx, fullMethod, rule, terr)
-		trailer, err = toStatus(ctx, terr, rule)
+		a.log(ctx, fullMethod, rule, deny)
+		trailer, err = toStatus(ctx, deny, rule)
+		d.Code, d.Reason, d.Err, d.Claims = status.Code(err), reasonOf(deny), deny, nil
+		a.report(ctx, &d)
 		return ctx, nil, trailer, err
 	}
+	d.Allowed = true
+	a.report(ctx, &d)
+	if c == nil {
+		return ctx, nil, "", nil
+	}
 	return ContextWithClaims(ctx, c), c, "", nil
+}
+
+// judge decides a call under one rule, given the verification outcome: nil
+// to allow, else the cause of the denial. A public rule allows a call
+// without a token, and one whose token fails unless strict; the caller
+// decides what an ignored token means.
+func (a *authorizer) judge(rule *ruleEntry, c *Claims, terr error) error {
+	if terr != nil {
+		if rule.Public && errors.Is(terr, ErrMissingToken) {
+			return nil
+		}
+		return terr
+	}
+	if err := a.checkRule(rule, c); err != nil {
+		return err
+	}
+	return nil
 }
 
 // errRuleAudience is ErrAudience raised by a method rule rather than by the
@@ -241,7 +272,7 @@ func toStatus(ctx context.Context, err error, rule *ruleEntry) (string, error) {
 func UnaryServerInterceptor(v *Verifier, opts ...Option) grpc.UnaryServerInterceptor {
 	a := newAuthorizer(v, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		newCtx, _, trailer, err := a.authorize(ctx, info.FullMethod, a.o.policy.match(info.FullMethod))
+		newCtx, _, trailer, err := a.authorize(ctx, info.FullMethod, a.policy().match(info.FullMethod))
 		if err != nil {
 			if trailer != "" {
 				_ = grpc.SetTrailer(ctx, metadata.Pairs("www-authenticate", trailer))
@@ -265,7 +296,7 @@ func AuthFunc(v *Verifier, opts ...Option) auth.AuthFunc {
 		if !ok {
 			return nil, status.Error(codes.Unauthenticated, "cannot authorize a call without a method")
 		}
-		newCtx, _, trailer, err := a.authorize(ctx, method, a.o.policy.match(method))
+		newCtx, _, trailer, err := a.authorize(ctx, method, a.policy().match(method))
 		if err != nil && trailer != "" {
 			// The context of a unary call and of a stream both carry the
 			// server transport stream, so this works for either.

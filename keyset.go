@@ -57,6 +57,7 @@ type keysetOptions struct {
 	maxStaleness       time.Duration
 	lazy               bool
 	logger             *slog.Logger
+	onFetch            func(FetchEvent)
 	now                func() time.Time
 }
 
@@ -666,6 +667,9 @@ func (r *remoteSource) fetchMode(ctx context.Context, kind fetchKind) (joined bo
 func (r *remoteSource) fetch(ctx context.Context) error {
 	start := r.o.now()
 	snap, ttl, err := r.download(ctx)
+	if r.o.onFetch != nil {
+		defer r.reportFetch(start, err)
+	}
 	r.mu.Lock()
 	if err != nil {
 		startEpisode := !r.failing && ctx.Err() == nil
@@ -690,6 +694,19 @@ func (r *remoteSource) fetch(ctx context.Context) error {
 		r.o.logger.Info("grpcjwt: JWKS fetch recovered", "keys", len(snap.all))
 	}
 	return nil
+}
+
+// reportFetch tells the fetch hook how a fetch went.
+func (r *remoteSource) reportFetch(start time.Time, err error) {
+	now := r.o.now()
+	e := FetchEvent{Err: err, Duration: now.Sub(start)}
+	if snap := r.ks.cur.Load(); snap != nil {
+		e.Keys = len(snap.all)
+		if err != nil {
+			e.Staleness = now.Sub(snap.loaded)
+		}
+	}
+	r.o.onFetch(e)
 }
 
 func (s *keySnapshot) keysOrNil() []*verifyKey {

@@ -28,7 +28,7 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 	a := newAuthorizer(v, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
-		rule := a.o.policy.match(info.FullMethod)
+		rule := a.policy().match(info.FullMethod)
 		newCtx, claims, trailer, err := a.authorize(ctx, info.FullMethod, rule)
 		if err != nil {
 			if trailer != "" {

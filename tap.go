@@ -29,7 +29,7 @@ import (
 func PreAuthHandle(v *Verifier, opts ...Option) tap.ServerInHandle {
 	a := newAuthorizer(v, opts)
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
-		if a.o.policy.match(info.FullMethodName).Public {
+		if a.policy().match(info.FullMethodName).Public {
 			return ctx, nil
 		}
 		tok, err := bearerFromMD(info.Header["authorization"], a.v.o.maxTokenBytes)

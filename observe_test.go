@@ -1,0 +1,318 @@
+package grpcjwt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+)
+
+type obsServer struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (obsServer) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{}, nil
+}
+
+func (obsServer) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
+	return &testpb.Empty{}, nil
+}
+
+const (
+	obsUnary = testpb.TestService_UnaryCall_FullMethodName
+	obsEmpty = testpb.TestService_EmptyCall_FullMethodName
+)
+
+func obsClient(t *testing.T, v *Verifier, opts ...Option) testpb.TestServiceClient {
+	t.Helper()
+	srv := grpc.NewServer(grpc.UnaryInterceptor(UnaryServerInterceptor(v, opts...)))
+	testpb.RegisterTestServiceServer(srv, obsServer{})
+	return testpb.NewTestServiceClient(grpcjwttest.Serve(t, srv))
+}
+
+func obsVerifier(t *testing.T, is *grpcjwttest.Issuer) *Verifier {
+	t.Helper()
+	ks, err := NewStaticKeyset(is.JWKS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(ks, WithIssuer(is.URL()), WithAudience("api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func mustPolicy(t *testing.T, rules map[string]Rule) *Policy {
+	t.Helper()
+	p, err := NewPolicy(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDecisionHook(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	var mu sync.Mutex
+	var got []Decision
+	hook := func(_ context.Context, d Decision) {
+		mu.Lock()
+		got = append(got, d)
+		mu.Unlock()
+	}
+	c := obsClient(t, obsVerifier(t, is), WithDecisionHook(hook), WithPolicy(mustPolicy(t, map[string]Rule{
+		obsUnary: {Scopes: []string{"write"}},
+		obsEmpty: {Public: true},
+	})))
+	expired := is.Claims("api", "write")
+	expired["exp"] = 1
+	cases := []struct {
+		name      string
+		call      func(ctx context.Context) error
+		token     string
+		want      Decision
+		wantClaim bool
+	}{
+		{"allowed", func(ctx context.Context) error { _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); return err },
+			is.Mint(is.Claims("api", "write")), Decision{Method: obsUnary, Rule: obsUnary, Allowed: true, Code: codes.OK}, true},
+		{"expired", func(ctx context.Context) error { _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); return err },
+			is.Mint(expired), Decision{Method: obsUnary, Rule: obsUnary, Code: codes.Unauthenticated, Reason: ErrExpired}, false},
+		{"missing scope", func(ctx context.Context) error { _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); return err },
+			is.Mint(is.Claims("api", "read")), Decision{Method: obsUnary, Rule: obsUnary, Code: codes.PermissionDenied, Reason: ErrInsufficientScope}, false},
+		{"no token", func(ctx context.Context) error { _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); return err },
+			"", Decision{Method: obsUnary, Rule: obsUnary, Code: codes.Unauthenticated, Reason: ErrMissingToken}, false},
+		{"public without token", func(ctx context.Context) error { _, err := c.EmptyCall(ctx, &testpb.Empty{}); return err },
+			"", Decision{Method: obsEmpty, Rule: obsEmpty, Public: true, Allowed: true, Code: codes.OK}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			ctx := t.Context()
+			if tc.token != "" {
+				ctx = grpcjwttest.WithBearer(ctx, tc.token)
+			}
+			err := tc.call(ctx)
+			if status.Code(err) != tc.want.Code {
+				t.Fatalf("call: %v, want %v", err, tc.want.Code)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 1 {
+				t.Fatalf("hook called %d times, want once", len(got))
+			}
+			d := got[0]
+			if d.Method != tc.want.Method || d.Rule != tc.want.Rule || d.Public != tc.want.Public ||
+				d.Allowed != tc.want.Allowed || d.Code != tc.want.Code || d.Reason != tc.want.Reason {
+				t.Errorf("got %+v, want %+v", d, tc.want)
+			}
+			if (d.Claims != nil) != tc.wantClaim || (tc.wantClaim && d.Claims.Subject != "user-123") {
+				t.Errorf("claims %+v, want present: %v", d.Claims, tc.wantClaim)
+			}
+			if !d.Allowed && d.Err == nil {
+				t.Error("a denial without its cause")
+			}
+		})
+	}
+}
+
+func TestFetchHook(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	events := make(chan FetchEvent, 10)
+	ks, err := NewRemoteKeyset(t.Context(), is.JWKSURL(), WithFetchHook(func(e FetchEvent) { events <- e }),
+		WithKeysetLogger(slog.New(slog.DiscardHandler)), WithUnknownKeyRefreshInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	if e := <-events; e.Err != nil || e.Keys != 1 || e.Staleness != 0 || e.Duration <= 0 {
+		t.Errorf("first fetch: %+v, want success with 1 key", e)
+	}
+	v, err := NewVerifier(ks, WithIssuer(is.URL()), WithAudience("api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.SetFailure(grpcjwttest.Fail500)
+	is.Rotate()
+	if _, err := v.Verify(t.Context(), is.Mint(is.Claims("api"))); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("during the outage: %v", err)
+	}
+	if e := <-events; e.Err == nil || e.Keys != 1 || e.Staleness <= 0 {
+		t.Errorf("failed fetch: %+v, want an error, the 1 held key and a staleness", e)
+	}
+}
+
+func TestDryRunPolicy(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	enforced := mustPolicy(t, map[string]Rule{obsEmpty: {Public: true}})
+	candidate := mustPolicy(t, map[string]Rule{obsUnary: {Scopes: []string{"write"}}, obsEmpty: {}})
+	c := obsClient(t, obsVerifier(t, is), WithPolicy(enforced), WithDryRunPolicy(candidate), WithLogger(logger))
+
+	// The candidate would deny: the call still goes through.
+	ctx := grpcjwttest.WithBearer(t.Context(), is.Mint(is.Claims("api", "read")))
+	if _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+		t.Fatalf("enforced policy allows this call: %v", err)
+	}
+	if !strings.Contains(logs.String(), "dry-run policy would deny") || !strings.Contains(logs.String(), "insufficient scope") {
+		t.Errorf("no would-deny line:\n%s", logs.String())
+	}
+	// The candidate would deny a public call without a token.
+	logs.Reset()
+	if _, err := c.EmptyCall(t.Context(), &testpb.Empty{}); err != nil {
+		t.Fatalf("public call: %v", err)
+	}
+	if !strings.Contains(logs.String(), "dry-run policy would deny") || !strings.Contains(logs.String(), obsEmpty) {
+		t.Errorf("no would-deny line for the public method:\n%s", logs.String())
+	}
+	// Agreement logs nothing.
+	logs.Reset()
+	ok := grpcjwttest.WithBearer(t.Context(), is.Mint(is.Claims("api", "write")))
+	if _, err := c.UnaryCall(ok, &testpb.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "dry-run") {
+		t.Errorf("dry-run logged although both policies allow:\n%s", logs.String())
+	}
+	// The candidate would allow what the enforced policy denies.
+	c2 := obsClient(t, obsVerifier(t, is), WithDryRunPolicy(mustPolicy(t, map[string]Rule{obsUnary: {Public: true}})), WithLogger(logger))
+	logs.Reset()
+	if _, err := c2.UnaryCall(t.Context(), &testpb.SimpleRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("enforced default denies a call without token: %v", err)
+	}
+	if !strings.Contains(logs.String(), "dry-run policy would allow") {
+		t.Errorf("no would-allow line:\n%s", logs.String())
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"rules": {
+		"/pkg.S/Public": {"public": true},
+		"/pkg.S/Write": {"scopes": ["write:orders"], "audiences": ["api"]},
+		"/pkg.S/*": {"audiences": ["api"]},
+		"*": {}
+	}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.match("/pkg.S/Public"); !r.Public {
+		t.Errorf("Public: %+v", r)
+	}
+	if r := p.match("/pkg.S/Write"); strings.Join(r.Scopes, ",") != "write:orders" || strings.Join(r.Audiences, ",") != "api" {
+		t.Errorf("Write: %+v", r)
+	}
+	if r := p.match("/pkg.S/Other"); r.key != "/pkg.S/*" {
+		t.Errorf("Other matched %q", r.key)
+	}
+	if r := p.match("/pkg.T/M"); r.key != "*" {
+		t.Errorf("default matched %q", r.key)
+	}
+	for name, doc := range map[string]string{
+		"unknown rule field":  `{"rules": {"/pkg.S/M": {"scope": ["x"]}}}`,
+		"unknown top field":   `{"rules": {}, "extra": 1}`,
+		"duplicate key":       `{"rules": {"/pkg.S/M": {}, "/pkg.S/M": {"public": true}}}`,
+		"invalid key":         `{"rules": {"pkg.S/M": {}}}`,
+		"public with scopes":  `{"rules": {"/pkg.S/M": {"public": true, "scopes": ["x"]}}}`,
+		"rules not an object": `{"rules": []}`,
+		"no rules":            `{}`,
+		"scopes not strings":  `{"rules": {"/pkg.S/M": {"scopes": [1]}}}`,
+		"trailing data":       `{"rules": {}} {}`,
+		"not JSON":            `rules:`,
+		"oversized":           `{"rules": {}, "x": "` + strings.Repeat("a", maxPolicyBytes) + `"}`,
+	} {
+		if _, err := ParsePolicy([]byte(doc)); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
+
+func TestPolicyWatcher(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.json")
+	write := func(doc string) {
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"rules": {"/pkg.S/M": {"public": true}}}`)
+	var logs bytes.Buffer
+	w, err := WatchPolicyFile(path, 3600e9, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !w.Policy().match("/pkg.S/M").Public {
+		t.Fatal("initial policy not loaded")
+	}
+	write(`{"rules": {"/pkg.S/M": {"scopes": ["x"]}}}`)
+	w.reload()
+	if r := w.Policy().match("/pkg.S/M"); r.Public || len(r.Scopes) != 1 {
+		t.Errorf("after a valid change: %+v", r)
+	}
+	write(`{"rules": {"/pkg.S/M": {"public": true, "scopes": ["x"]}}}`)
+	w.reload()
+	if r := w.Policy().match("/pkg.S/M"); r.Public || len(r.Scopes) != 1 {
+		t.Errorf("an invalid change replaced the policy: %+v", r)
+	}
+	if !strings.Contains(logs.String(), "policy file rejected") || !strings.Contains(logs.String(), "policy reloaded") {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+	os.Remove(path)
+	w.reload()
+	if w.Policy() == nil {
+		t.Error("a vanished file dropped the policy")
+	}
+	w.Close()
+	w.Close() // twice is fine
+	if _, err := WatchPolicyFile(filepath.Join(t.TempDir(), "missing.json"), 3600e9, nil); err == nil {
+		t.Error("missing file: want an error")
+	}
+	if _, err := WatchPolicyFile(path, 10e6, nil); err == nil {
+		t.Error("interval under a second: want an error")
+	}
+}
+
+// TestPolicyWatcherInterceptor: the interceptors follow the watcher's
+// reloads.
+func TestPolicyWatcherInterceptor(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	path := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(path, []byte(`{"rules": {"`+obsEmpty+`": {"public": true}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := WatchPolicyFile(path, 3600e9, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := obsClient(t, obsVerifier(t, is), WithPolicyWatcher(w))
+	if _, err := c.EmptyCall(t.Context(), &testpb.Empty{}); err != nil {
+		t.Fatalf("public by the file: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(`{"rules": {"*": {}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+	if _, err := c.EmptyCall(t.Context(), &testpb.Empty{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("after the reload made it protected: %v, want Unauthenticated", err)
+	}
+}
