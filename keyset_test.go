@@ -986,7 +986,7 @@ func TestKeysetBackgroundRefreshSchedule(t *testing.T) {
 		// the loop retries with a backoff that doubles from one second up to
 		// the minimum refresh interval (one minute), jittered by up to 20%.
 		mem.setStatus(http.StatusInternalServerError)
-		time.Sleep(hits[1].at.Add(600*time.Second + time.Millisecond).Sub(time.Now()))
+		time.Sleep(time.Until(hits[1].at.Add(600*time.Second + time.Millisecond)))
 		synctest.Wait()
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
@@ -1033,7 +1033,7 @@ func TestKeysetBackgroundRefreshSchedule(t *testing.T) {
 		if got := logs.count(slog.LevelInfo, ksMsgRecovered); got != 1 {
 			t.Errorf("recovery log lines: got %d, want 1", got)
 		}
-		time.Sleep(last.at.Add(540*time.Second).Sub(time.Now()) - time.Nanosecond)
+		time.Sleep(time.Until(last.at.Add(540*time.Second)) - time.Nanosecond)
 		synctest.Wait()
 		if got := len(mem.hits()); got != len(hits) {
 			t.Errorf("requests within 540 s of recovery: got %d more, want none", got-len(hits))

@@ -66,7 +66,7 @@ func ParsePolicy(doc []byte) (*Policy, error) {
 		if err := d.Decode(&jr); err != nil {
 			return nil, fmt.Errorf("grpcjwt: policy rule %q: %w", key, err)
 		}
-		rules[key] = Rule{Public: jr.Public, Audiences: jr.Audiences, Scopes: jr.Scopes}
+		rules[key] = Rule(jr)
 	}
 	return NewPolicy(rules)
 }
