@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Claims is the verified claims set of an access token (RFC 7519, RFC 9068).
@@ -32,7 +33,10 @@ type Claims struct {
 	// §4.2) and the other claims named by [WithScopeClaims], in token order.
 	Scopes []string
 
-	payload []byte // the claims set as signed
+	// payload is the claims set as signed. The string fields above are
+	// substrings of it (unless the JSON escapes them), which is why it is
+	// a string: one conversion of the decoded claims set serves them all.
+	payload string
 }
 
 // HasScope reports whether the token grants scope s (exact, case-sensitive).
@@ -48,7 +52,7 @@ func (c *Claims) HasAudience(aud string) bool {
 // Decode unmarshals the whole claims set into v with encoding/json, for
 // claims that Claims does not name (roles, tenant, email, ...).
 func (c *Claims) Decode(v any) error {
-	if err := json.Unmarshal(c.payload, v); err != nil {
+	if err := json.Unmarshal([]byte(c.payload), v); err != nil {
 		return fmt.Errorf("grpcjwt: decoding claims: %w", err)
 	}
 	return nil
@@ -57,15 +61,17 @@ func (c *Claims) Decode(v any) error {
 // DecodeClaim unmarshals the claim called name into v. It returns an error
 // wrapping [ErrMissingClaim] when the token has no such claim.
 func (c *Claims) DecodeClaim(name string, v any) error {
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(c.payload, &all); err != nil {
+	// The verifier's own reading of the claims set, so that a duplicated
+	// name resolves here as it did for the verifier: to the last one.
+	m, err := parseJSONObject(c.payload, nil)
+	if err != nil {
 		return fmt.Errorf("grpcjwt: decoding claims: %w", err)
 	}
-	raw, ok := all[name]
+	raw, ok := m.get(name)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrMissingClaim, name)
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
 		return fmt.Errorf("grpcjwt: decoding claim %q: %w", name, err)
 	}
 	return nil
@@ -73,7 +79,10 @@ func (c *Claims) DecodeClaim(name string, v any) error {
 
 // Raw returns a copy of the claims set's JSON as the issuer signed it.
 func (c *Claims) Raw() []byte {
-	return slices.Clone(c.payload)
+	if c.payload == "" {
+		return nil // a Claims built by hand has no claims set
+	}
+	return []byte(c.payload)
 }
 
 type claimsKey struct{}
@@ -92,20 +101,31 @@ func ClaimsFromContext(ctx context.Context) (c *Claims, ok bool) {
 }
 
 // maxNumericDate bounds NumericDate values to the year 9999, so that every
-// accepted value converts to time.Time exactly.
-const maxNumericDate = 253402300799
+// accepted value converts to time.Time exactly; minNumericDate is year 1.
+const (
+	maxNumericDate = 253402300799
+	minNumericDate = -62135596800
+)
 
 // parseClaims decodes and type-checks the claims set. Every member is held
 // to its RFC 7519 type; a wrong type is ErrMalformed, never a zero value.
 // Duplicate names resolve to the last one (RFC 7519 §4, as ECMAScript's
 // JSON.parse does), and names match exactly, case-sensitively.
-func parseClaims(payload []byte, scopeClaims []string) (*Claims, map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+//
+// It returns the claims set's members too, for the presence checks of
+// checkClaims, appended to members: a buffer of the caller's (nil will do)
+// that spares a typical claims set an allocation.
+func parseClaims(payload string, scopeClaims []string, members jsonObject) (*Claims, jsonObject, error) {
+	if !utf8.ValidString(payload) {
+		return nil, nil, fmt.Errorf("%w: claims set is not valid UTF-8", ErrMalformed)
+	}
+	m, err := parseJSONObject(payload, members[:0])
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: the claims set is not a JSON object", ErrMalformed)
 	}
+	// The strings are substrings of payload unless they hold escapes, so
+	// the claims set costs the Claims and one slice for Audience and Scopes.
 	c := &Claims{payload: payload}
-	var err error
 	if c.Issuer, err = stringClaim(m, "iss"); err != nil {
 		return nil, nil, err
 	}
@@ -123,8 +143,12 @@ func parseClaims(payload []byte, scopeClaims []string) (*Claims, map[string]json
 			return nil, nil, err
 		}
 	}
-	if c.Audience, err = stringsClaim(m, "aud", false); err != nil {
-		return nil, nil, err
+	// Count the strings of "aud" and of the scope claims (which checks
+	// their types), then fill one slice with them.
+	aud, hasAud := m.get("aud")
+	nAud, nScopes := 0, 0
+	if hasAud && !eachString(aud, false, func(string) { nAud++ }) {
+		return nil, nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, "aud")
 	}
 	if c.Expiry, err = dateClaim(m, "exp"); err != nil {
 		return nil, nil, err
@@ -136,69 +160,104 @@ func parseClaims(payload []byte, scopeClaims []string) (*Claims, map[string]json
 		return nil, nil, err
 	}
 	for _, name := range scopeClaims {
-		s, err := stringsClaim(m, name, true)
-		if err != nil {
-			return nil, nil, err
+		if v, ok := m.get(name); ok && !eachString(v, true, func(string) { nScopes++ }) {
+			return nil, nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
 		}
-		c.Scopes = append(c.Scopes, s...)
+	}
+	if !hasAud && nScopes == 0 {
+		return c, m, nil
+	}
+	strs := make([]string, 0, nAud+nScopes)
+	add := func(s string) { strs = append(strs, s) }
+	if hasAud {
+		eachString(aud, false, add)
+		// Audience is non-nil when the claim is present, even if empty
+		// ("aud": []), as encoding/json made it; the full slice
+		// expression keeps an append to Audience off Scopes.
+		c.Audience = strs[:nAud:nAud]
+	}
+	for _, name := range scopeClaims {
+		if v, ok := m.get(name); ok {
+			eachString(v, true, add)
+		}
+	}
+	if nScopes > 0 {
+		c.Scopes = strs[nAud:]
 	}
 	return c, m, nil
 }
 
-func stringClaim(m map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := m[name]
+func stringClaim(m jsonObject, name string) (string, error) {
+	v, ok := m.get(name)
 	if !ok {
 		return "", nil
 	}
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := jsonString(v)
+	if !ok {
 		return "", fmt.Errorf("%w: claim %q is not a string", ErrMalformed, name)
 	}
 	return s, nil
 }
 
-// stringsClaim reads a claim that is a string or an array of strings. With
-// split, a string is a space-separated list (as "scope" is).
-func stringsClaim(m map[string]json.RawMessage, name string, split bool) ([]string, error) {
-	raw, ok := m[name]
+// eachString calls fn with each string of a claim that is a string or an
+// array of strings, and reports whether it is one. With split, a string is
+// a space-separated list (as "scope" is, RFC 8693 §4.2) and fn gets its
+// items; the elements of an array are taken whole. A null element is not a
+// string.
+func eachString(v string, split bool, fn func(string)) bool {
+	if len(v) > 0 && v[0] == '[' {
+		return jsonEachString(v, fn)
+	}
+	s, ok := jsonString(v)
 	if !ok {
-		return nil, nil
+		return false
 	}
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return nil, fmt.Errorf("%w: claim %q is not a string", ErrMalformed, name)
-		}
-		if split {
-			return strings.Fields(s), nil
-		}
-		return []string{s}, nil
+	if split {
+		eachField(s, fn)
+	} else {
+		fn(s)
 	}
-	// Decode the members one by one: into a []string, encoding/json turns a
-	// null member into "" instead of failing.
-	var items []json.RawMessage
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
-		return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
-	}
-	list := make([]string, len(items))
-	for i, item := range items {
-		if len(item) == 0 || item[0] != '"' || json.Unmarshal(item, &list[i]) != nil {
-			return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
-		}
-	}
-	return list, nil
+	return true
 }
+
+// eachField calls fn with each of the fields of s that strings.Fields
+// returns: the runs of characters between white space as unicode.IsSpace
+// defines it. (strings.Fields itself would allocate the slice.)
+func eachField(s string, fn func(string)) {
+	start := -1 // the start of the current field, or -1 between fields
+	for i, r := range s {
+		var space bool
+		if r < utf8.RuneSelf {
+			space = asciiSpace[r]
+		} else {
+			space = unicode.IsSpace(r)
+		}
+		switch {
+		case space && start >= 0:
+			fn(s[start:i])
+			start = -1
+		case !space && start < 0:
+			start = i
+		}
+	}
+	if start >= 0 {
+		fn(s[start:])
+	}
+}
+
+// asciiSpace is unicode.IsSpace for ASCII.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 // dateClaim reads a NumericDate (RFC 7519 §2): a JSON number of seconds,
 // possibly fractional, within year 1 to 9999.
-func dateClaim(m map[string]json.RawMessage, name string) (time.Time, error) {
-	raw, ok := m[name]
+func dateClaim(m jsonObject, name string) (time.Time, error) {
+	v, ok := m.get(name)
 	if !ok {
 		return time.Time{}, nil
 	}
-	var f float64
-	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) || json.Unmarshal(raw, &f) != nil ||
-		math.IsNaN(f) || math.IsInf(f, 0) || f > maxNumericDate || f < -62135596800 {
+	// jsonNumber refuses what overflows a float64, so f is finite.
+	f, ok := jsonNumber(v)
+	if !ok || f > maxNumericDate || f < minNumericDate {
 		return time.Time{}, fmt.Errorf("%w: claim %q is not a NumericDate", ErrMalformed, name)
 	}
 	sec, frac := math.Modf(f)

@@ -17,7 +17,7 @@ func ctParse(t *testing.T, payload string, scopeClaims ...string) (*Claims, erro
 	if len(scopeClaims) == 0 {
 		scopeClaims = []string{"scope"}
 	}
-	c, _, err := parseClaims([]byte(payload), scopeClaims)
+	c, _, err := parseClaims(payload, scopeClaims, nil)
 	return c, err
 }
 

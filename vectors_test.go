@@ -184,7 +184,7 @@ func verifyCompact(snap *keySnapshot, raw string) (*verifyKey, error) {
 	}
 	signingInput := raw[:len(hdrB64)+1+len(payB64)]
 	for _, k := range keys {
-		if verifySignature(a, k, signingInput, sig) {
+		if verifySignature(a, k, []byte(signingInput), sig) {
 			return k, nil
 		}
 	}

@@ -1,15 +1,17 @@
 package grpcjwt
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -354,6 +356,13 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string) (*Claims, error)
 	return c, nil
 }
 
+// Sizes of buffers that verify keeps in its stack frame; larger headers and
+// claims sets spill to the heap.
+const (
+	headerBytesOnStack   = 512 // the decoded header
+	claimsMembersOnStack = 24  // the members of the claims set
+)
+
 // verify is Verify without the cache; it returns the key that verified.
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, *verifyKey, error) {
 	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
@@ -375,7 +384,15 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	}
 	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
 
-	hdrJSON, err := b64decode(hdrB64)
+	// A header of the usual size is decoded on the stack (parseHeader
+	// copies it into a string), so that a token refused for its header
+	// costs no more.
+	var hdrStack [headerBytesOnStack]byte
+	hdrBuf := hdrStack[:]
+	if n := b64.DecodedLen(len(hdrB64)); n > len(hdrBuf) {
+		hdrBuf = make([]byte, n)
+	}
+	hdrJSON, err := b64decodeTo(hdrBuf, hdrB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
@@ -396,11 +413,20 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	if !v.typeAccepted(h.typ) {
 		return nil, nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
 	}
-	sig, err := b64decode(sigB64)
+
+	// One allocation holds a copy of the signing input and the decoded
+	// signature and claims set. The hash functions and ed25519.Verify take
+	// the signing input as a []byte, and converting the string would
+	// allocate that copy anyway.
+	buf := make([]byte, d2+b64.DecodedLen(len(sigB64))+b64.DecodedLen(len(payB64)))
+	signingInput := buf[:copy(buf, raw[:d2])]
+	free := buf[d2:]
+	sig, err := b64decodeTo(free, sigB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
 	}
-	payload, err := b64decode(payB64)
+	free = free[len(sig):]
+	payJSON, err := b64decodeTo(free, payB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
@@ -409,7 +435,6 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	if err != nil {
 		return nil, nil, err
 	}
-	signingInput := raw[:d2]
 	var key *verifyKey
 	for _, k := range keys {
 		if verifySignature(a, k, signingInput, sig) {
@@ -421,11 +446,10 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 		return nil, nil, ErrSignature
 	}
 
-	// The signature holds: from here on the claims are the issuer's.
-	if !utf8.Valid(payload) {
-		return nil, nil, fmt.Errorf("%w: claims set is not valid UTF-8", ErrMalformed)
-	}
-	c, m, err := parseClaims(payload, v.o.scopeClaims)
+	// The signature holds: from here on the claims are the issuer's. The
+	// claims set becomes a string once; the claims are substrings of it.
+	var members [claimsMembersOnStack]jsonMember
+	c, m, err := parseClaims(string(payJSON), v.o.scopeClaims, members[:0])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -436,18 +460,18 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 }
 
 // checkClaims applies the issuer, time and required-claim checks.
-func (v *Verifier) checkClaims(c *Claims, m map[string]json.RawMessage, now time.Time) error {
+func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 	if !v.o.skipIssuer && !slices.Contains(v.o.issuers, c.Issuer) {
 		if c.Issuer == "" {
 			return fmt.Errorf("%w: no iss claim", ErrIssuer)
 		}
 		return ErrIssuer
 	}
-	if _, ok := m["exp"]; !ok {
+	if !m.has("exp") {
 		return fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
 	for _, name := range v.o.requiredClaims {
-		if _, ok := m[name]; !ok {
+		if !m.has(name) {
 			return fmt.Errorf("%w: %q", ErrMissingClaim, name)
 		}
 	}
@@ -491,53 +515,78 @@ func (v *Verifier) typeAccepted(typ string) bool {
 	return typ == "" || strings.EqualFold(typ, "JWT") || strings.EqualFold(typ, "application/jwt")
 }
 
+// b64 is the strict unpadded base64url encoding, made once: Strict returns
+// a copy of the encoding.
+var b64 = base64.RawURLEncoding.Strict()
+
 // b64decode decodes unpadded base64url, rejecting padding, other alphabets
 // and non-zero trailing bits, so that each token has one spelling.
 func b64decode(s string) ([]byte, error) {
+	return b64decodeTo(make([]byte, b64.DecodedLen(len(s))), s)
+}
+
+// b64decodeTo is b64decode into the front of dst, which has room for
+// base64.RawURLEncoding.DecodedLen(len(s)) bytes.
+func b64decodeTo(dst []byte, s string) ([]byte, error) {
 	// encoding/base64 skips '\r' and '\n' even in strict mode: without this
 	// check a token with a line break added to its signature still verifies.
-	if strings.ContainsAny(s, "\r\n") {
+	if strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 {
 		return nil, errors.New("not unpadded base64url")
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	n, err := b64.Decode(dst, []byte(s)) // the compiler passes s without a copy
 	if err != nil {
 		return nil, errors.New("not unpadded base64url")
 	}
-	return b, nil
+	return dst[:n:n], nil
 }
 
-// parseHeader decodes the protected header. Names match exactly; "jwk",
-// "jku", "x5u" and "x5c" are ignored (keys come from the keyset only).
+// headerMembersOnStack is how many header members parseHeader holds in its
+// stack frame; a header has three or four.
+const headerMembersOnStack = 8
+
+// parseHeader decodes the protected header. Names match exactly and may not
+// repeat; "jwk", "jku", "x5u" and "x5c" are ignored (keys come from the
+// keyset only).
 func parseHeader(b []byte) (jwsHeader, error) {
 	var h jwsHeader
 	if !utf8.Valid(b) {
 		return h, fmt.Errorf("%w: header is not valid UTF-8", ErrMalformed)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil || m == nil {
+	var members [headerMembersOnStack]jsonMember
+	m, err := parseJSONObject(string(b), members[:0])
+	if err != nil {
 		return h, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
 	}
-	if _, ok := m["enc"]; ok {
+	if m.hasDuplicateNames() {
+		// RFC 7515 §4 lets a JWS parser either reject a repeated Header
+		// Parameter name or take the last one. A header that one parser
+		// reads with its first "alg" (or "kid", or "crit") and another with
+		// its last is the classic confusion, so grpcjwt rejects it, as
+		// go-jose does (differential_test.go).
+		return h, fmt.Errorf("%w: header repeats a parameter name", ErrMalformed)
+	}
+	if m.has("enc") {
 		return h, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
 	}
-	if _, ok := m["b64"]; ok {
+	if m.has("b64") {
 		return h, fmt.Errorf("%w: unencoded payloads (b64) are not accepted", ErrMalformed)
 	}
-	var err error
-	for name, dst := range map[string]*string{"alg": &h.alg, "kid": &h.kid, "typ": &h.typ, "cty": &h.cty} {
-		if raw, ok := m[name]; ok {
-			if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
-				err = fmt.Errorf("%w: header %q is not a string", ErrMalformed, name)
-			}
-		}
-	}
-	if err != nil {
+	if h.alg, err = headerString(m, "alg"); err != nil {
 		return h, err
 	}
-	if _, ok := m["alg"]; !ok {
+	if h.kid, err = headerString(m, "kid"); err != nil {
+		return h, err
+	}
+	if h.typ, err = headerString(m, "typ"); err != nil {
+		return h, err
+	}
+	if h.cty, err = headerString(m, "cty"); err != nil {
+		return h, err
+	}
+	if !m.has("alg") {
 		return h, fmt.Errorf("%w: no alg header", ErrMalformed)
 	}
-	if _, ok := m["crit"]; ok {
+	if m.has("crit") {
 		// This verifier understands no extension, so any crit list, well
 		// formed or not, names one it cannot process (RFC 7515 §4.1.11).
 		h.crit = true
@@ -545,35 +594,100 @@ func parseHeader(b []byte) (jwsHeader, error) {
 	return h, nil
 }
 
+// headerString reads a header parameter that must be a string if present.
+func headerString(m jsonObject, name string) (string, error) {
+	v, ok := m.get(name)
+	if !ok {
+		return "", nil
+	}
+	s, ok := jsonString(v)
+	if !ok {
+		return "", fmt.Errorf("%w: header %q is not a string", ErrMalformed, name)
+	}
+	return s, nil
+}
+
 // verifySignature checks sig over the signing input with key k.
-func verifySignature(a alg, k *verifyKey, signingInput string, sig []byte) bool {
+func verifySignature(a alg, k *verifyKey, signingInput, sig []byte) bool {
 	if !k.algs.has(a) {
 		return false
 	}
 	switch pub := k.pub.(type) {
 	case ed25519.PublicKey:
-		return a == algEdDSA && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(signingInput), sig)
+		return a == algEdDSA && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, signingInput, sig)
 	case *rsa.PublicKey:
-		h := a.hash().New()
-		h.Write([]byte(signingInput))
-		digest := h.Sum(nil)
+		// A digest array of each branch's own: the PSS check lets it
+		// escape, the PKCS #1 v1.5 one keeps it on the stack.
 		switch a {
 		case algRS256, algRS384, algRS512:
-			return rsa.VerifyPKCS1v15(pub, a.hash(), digest, sig) == nil
+			var d [sha512.Size]byte
+			return rsa.VerifyPKCS1v15(pub, a.hash(), a.digest(&d, signingInput), sig) == nil
 		case algPS256, algPS384, algPS512:
-			return rsa.VerifyPSS(pub, a.hash(), digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+			var d [sha512.Size]byte
+			opts := rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}
+			return rsa.VerifyPSS(pub, a.hash(), a.digest(&d, signingInput), sig, &opts) == nil
 		}
 	case *ecdsa.PublicKey:
 		size := (pub.Curve.Params().BitSize + 7) / 8
 		if len(sig) != 2*size {
 			return false
 		}
-		h := a.hash().New()
-		h.Write([]byte(signingInput))
-		digest := h.Sum(nil)
-		r := new(big.Int).SetBytes(sig[:size])
-		s := new(big.Int).SetBytes(sig[size:])
-		return ecdsa.Verify(pub, digest, r, s)
+		der, ok := ecdsaDER(sig[:size], sig[size:])
+		if !ok {
+			return false
+		}
+		var d [sha512.Size]byte
+		return ecdsa.VerifyASN1(pub, a.digest(&d, signingInput), der)
 	}
 	return false
+}
+
+// digest returns the hash of msg that a signs, written into d (so that it
+// needs no allocation); nil for EdDSA, which signs msg itself.
+func (a alg) digest(d *[sha512.Size]byte, msg []byte) []byte {
+	switch a.hash() {
+	case crypto.SHA256:
+		sum := sha256.Sum256(msg)
+		return d[:copy(d[:], sum[:])]
+	case crypto.SHA384:
+		sum := sha512.Sum384(msg)
+		return d[:copy(d[:], sum[:])]
+	case crypto.SHA512:
+		sum := sha512.Sum512(msg)
+		return d[:copy(d[:], sum[:])]
+	}
+	return nil
+}
+
+// ecdsaDER encodes a JWS ECDSA signature's r and s, fixed-width big-endian
+// integers (RFC 7518 §3.4), as the ASN.1 DER SEQUENCE of two INTEGERs that
+// ecdsa.VerifyASN1 takes. It builds what ecdsa.Verify builds from r and s,
+// without the allocations of math/big. ok is false when r or s is zero,
+// which ecdsa.Verify rejects as well; crypto/ecdsa checks the rest
+// (0 < r, s < N).
+func ecdsaDER(r, s []byte) (der []byte, ok bool) {
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	if len(r) == 0 || len(s) == 0 {
+		return nil, false
+	}
+	// An INTEGER is two's complement: a leading 1 bit takes a 0x00 byte.
+	rLen, sLen := len(r)+int(r[0]>>7), len(s)+int(s[0]>>7)
+	body := 2 + rLen + 2 + sLen
+	if rLen > 0x7f || sLen > 0x7f || body > 0xff {
+		return nil, false // not an ECDSA signature of a supported curve
+	}
+	der = make([]byte, 0, 3+body)
+	der = append(der, 0x30) // SEQUENCE
+	if body > 0x7f {
+		der = append(der, 0x81) // long-form length, one byte (P-521)
+	}
+	der = append(der, byte(body))
+	for _, n := range [2][]byte{r, s} {
+		der = append(der, 0x02, byte(len(n)+int(n[0]>>7))) // INTEGER
+		if n[0]&0x80 != 0 {
+			der = append(der, 0)
+		}
+		der = append(der, n...)
+	}
+	return der, true
 }
