@@ -99,15 +99,16 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 	// The token, if any, is verified once; the enforced rule and, in a
 	// dry run, the candidate rule are then judged on the same outcome.
 	var c *Claims
+	var hit bool
 	raw, terr := bearerToken(ctx, a.v.o.maxTokenBytes)
 	if terr == nil {
-		c, terr = a.v.verifyToken(ctx, raw)
+		c, hit, terr = a.v.verifyTokenHit(ctx, raw)
 	}
 	deny := a.judge(rule, c, terr)
 	if a.o.dryRun != nil {
 		a.dryRunCheck(ctx, fullMethod, c, terr, deny != nil)
 	}
-	d := Decision{Method: fullMethod, Rule: rule.key, Public: rule.Public, Claims: c}
+	d := Decision{Method: fullMethod, Rule: rule.key, Public: rule.Public, Claims: c, CacheHit: hit}
 	if deny != nil {
 		if rule.Public && !a.o.strictPublic {
 			// An invalid optional token on a public method is ignored.

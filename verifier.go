@@ -25,9 +25,10 @@ import (
 // A Verifier knows nothing of gRPC; the interceptors call it. It is safe for
 // concurrent use.
 type Verifier struct {
-	keys  *Keyset
-	o     verifierOptions
-	cache *tokenCache
+	keys   *Keyset
+	o      verifierOptions
+	cache  *tokenCache
+	routes map[string]*Verifier // by issuer, for NewMultiIssuerVerifier
 }
 
 type verifierOptions struct {
@@ -312,6 +313,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 // the verifier was built with InsecureSkipAudienceCheck and audiences is
 // the verifier's own list.
 func (v *Verifier) checkAudience(c *Claims, audiences []string) error {
+	if v.routes != nil && audiences == nil {
+		// Several issuers: the audiences of the verifier that verified.
+		sub, ok := v.routes[c.Issuer]
+		if !ok {
+			return ErrIssuer
+		}
+		return sub.checkAudience(c, sub.o.audiences)
+	}
 	if v.o.skipAudience && len(audiences) == 0 {
 		return nil
 	}
@@ -330,21 +339,31 @@ func (v *Verifier) checkAudience(c *Claims, audiences []string) error {
 // makes: against the verifier's audiences, or a method rule's. The cache
 // therefore stores claims, never decisions.
 func (v *Verifier) verifyToken(ctx context.Context, raw string) (*Claims, error) {
+	c, _, err := v.verifyTokenHit(ctx, raw)
+	return c, err
+}
+
+// verifyTokenHit is verifyToken reporting whether the token came from the
+// cache.
+func (v *Verifier) verifyTokenHit(ctx context.Context, raw string) (*Claims, bool, error) {
+	if v.routes != nil {
+		return v.routedVerifyToken(ctx, raw)
+	}
 	if len(raw) > v.o.maxTokenBytes {
-		return nil, fmt.Errorf("%w: token of %d bytes exceeds the limit of %d", ErrMalformed, len(raw), v.o.maxTokenBytes)
+		return nil, false, fmt.Errorf("%w: token of %d bytes exceeds the limit of %d", ErrMalformed, len(raw), v.o.maxTokenBytes)
 	}
 	now := v.o.now()
 	if v.cache != nil {
 		if e := v.cache.get(raw); e != nil && v.keys.usable(e.key) && now.Before(e.until) {
 			if err := v.checkTimes(e.claims, now); err != nil {
-				return nil, err
+				return nil, true, err
 			}
-			return e.claims, nil
+			return e.claims, true, nil
 		}
 	}
 	c, key, err := v.verify(ctx, raw, now)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if v.cache != nil && len(raw) <= v.o.cacheTokenBytes {
 		until := now.Add(v.o.cacheMaxAge)
@@ -353,7 +372,7 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string) (*Claims, error)
 		}
 		v.cache.put(raw, &cacheEntry{claims: c, key: key, until: until}, now)
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // Sizes of buffers that verify keeps in its stack frame; larger headers and
