@@ -315,8 +315,7 @@ func (m *authMetrics) decided(ctx context.Context, d grpcjwt.Decision) {
 	// Decision.CacheHit says whether the verifier's verified-token cache
 	// (WithTokenCache) answered. A denied call's Claims are nil, so only
 	// allowed calls with a valid token are counted here; Envoy counts every
-	// cache lookup. Where the verifier does not yet report cache hits to the
-	// interceptors, CacheHit stays false and every such call is a miss.
+	// cache lookup.
 	if d.CacheHit {
 		m.cacheHit.Add(ctx, 1)
 	} else {

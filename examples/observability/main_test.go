@@ -125,11 +125,8 @@ func TestRun(t *testing.T) {
 	// Five allowed calls carried a valid token; each is a hit or a miss.
 	hit, okHit := sum(samples, "grpcjwt_jwt_cache_hit_total", nil)
 	miss, okMiss := sum(samples, "grpcjwt_jwt_cache_miss_total", nil)
-	if !okHit || !okMiss || hit+miss != 5 {
-		t.Errorf("jwt_cache_hit + jwt_cache_miss = %v + %v, want 5 in all", hit, miss)
-	}
-	if hit == 0 {
-		t.Logf("note: no cache hit counted: Decision.CacheHit was false on every call, although the writer token was presented twice")
+	if !okHit || !okMiss || hit+miss != 5 || hit < 1 {
+		t.Errorf("jwt_cache_hit + jwt_cache_miss = %v + %v, want 5 in all with at least one hit (tokens are presented twice)", hit, miss)
 	}
 
 	// The audit log: one line per denial, the fields of an audit record,
