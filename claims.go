@@ -32,6 +32,12 @@ type Claims struct {
 	// Scopes are the granted scopes, from "scope" (space-separated, RFC 8693
 	// §4.2) and the other claims named by [WithScopeClaims], in token order.
 	Scopes []string
+	// CertificateThumbprint is "x5t#S256" of the "cnf" claim (RFC 8705
+	// §3.1): the base64url SHA-256 thumbprint of the client certificate the
+	// token is bound to, empty for a token not bound to one. The
+	// interceptors require such a token to come over mutual TLS with that
+	// certificate.
+	CertificateThumbprint string
 
 	// payload is the claims set as signed. The string fields above are
 	// substrings of it (unless the JSON escapes them), which is why it is
@@ -140,6 +146,11 @@ func parseClaims(payload string, scopeClaims []string, members jsonObject) (*Cla
 	}
 	if c.ClientID == "" {
 		if c.ClientID, err = stringClaim(m, "azp"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cnf, ok := m.get("cnf"); ok {
+		if c.CertificateThumbprint, err = certThumbprint(cnf); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -262,4 +273,24 @@ func dateClaim(m jsonObject, name string) (time.Time, error) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+}
+
+// certThumbprint reads "x5t#S256" from the "cnf" claim's object (RFC 7800
+// §3.1, RFC 8705 §3.1): absent is "", a member of another type or a value
+// that is not a canonical base64url SHA-256 digest is malformed.
+func certThumbprint(cnf string) (string, error) {
+	var members [8]jsonMember
+	obj, err := parseJSONObject(cnf, members[:0])
+	if err != nil {
+		return "", fmt.Errorf("%w: claim \"cnf\" is not an object", ErrMalformed)
+	}
+	raw, ok := obj.get("x5t#S256")
+	if !ok {
+		return "", nil
+	}
+	tp, ok := jsonString(raw)
+	if d, err := b64.DecodeString(tp); !ok || err != nil || len(d) != 32 {
+		return "", fmt.Errorf("%w: cnf x5t#S256 is not a base64url SHA-256 thumbprint", ErrMalformed)
+	}
+	return tp, nil
 }

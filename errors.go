@@ -64,6 +64,11 @@ var (
 	// verifier's maximum (see [WithMaxLifetime]).
 	ErrLifetime = errors.New("grpcjwt: token lifetime too long")
 
+	// ErrCertificateBinding means a certificate-bound token (RFC 8705) did
+	// not come over mutual TLS with its certificate, or a method that
+	// requires binding got a token that is not bound.
+	ErrCertificateBinding = errors.New("grpcjwt: token not bound to the client certificate")
+
 	// ErrInsufficientScope means a valid token lacks a scope the method
 	// requires.
 	ErrInsufficientScope = errors.New("grpcjwt: insufficient scope")

@@ -2,6 +2,7 @@ package grpcjwt
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +12,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -104,7 +107,7 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 	if terr == nil {
 		c, hit, terr = a.v.verifyTokenHit(ctx, raw)
 	}
-	deny := a.judge(rule, c, terr)
+	deny := a.judge(ctx, rule, c, terr)
 	if a.o.dryRun != nil {
 		a.dryRunCheck(ctx, fullMethod, c, terr, deny != nil)
 	}
@@ -135,15 +138,40 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 // to allow, else the cause of the denial. A public rule allows a call
 // without a token, and one whose token fails unless strict; the caller
 // decides what an ignored token means.
-func (a *authorizer) judge(rule *ruleEntry, c *Claims, terr error) error {
+func (a *authorizer) judge(ctx context.Context, rule *ruleEntry, c *Claims, terr error) error {
 	if terr != nil {
 		if rule.Public && errors.Is(terr, ErrMissingToken) {
 			return nil
 		}
 		return terr
 	}
-	if err := a.checkRule(rule, c); err != nil {
+	if err := checkBinding(ctx, rule, c); err != nil {
 		return err
+	}
+	return a.checkRule(rule, c)
+}
+
+// checkBinding holds a certificate-bound token (RFC 8705 §3) to the client
+// certificate of the call's mutual-TLS connection, and a rule that demands
+// binding to a bound token.
+func checkBinding(ctx context.Context, rule *ruleEntry, c *Claims) error {
+	if c.CertificateThumbprint == "" {
+		if rule.CertificateBound {
+			return fmt.Errorf("%w: the method requires a certificate-bound token", ErrCertificateBinding)
+		}
+		return nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return fmt.Errorf("%w: no peer information", ErrCertificateBinding)
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return fmt.Errorf("%w: the call came without a TLS client certificate", ErrCertificateBinding)
+	}
+	sum := sha256.Sum256(info.State.PeerCertificates[0].Raw)
+	if b64.EncodeToString(sum[:]) != c.CertificateThumbprint {
+		return fmt.Errorf("%w: the client certificate's thumbprint differs", ErrCertificateBinding)
 	}
 	return nil
 }
@@ -236,6 +264,8 @@ func toStatus(ctx context.Context, err error, rule *ruleEntry) (string, error) {
 		return "", status.Error(codes.Unavailable, "token signing keys unavailable")
 	case errors.Is(err, ErrKeysetClosed):
 		return "", status.Error(codes.Unavailable, "token signing keys unavailable")
+	case errors.Is(err, ErrCertificateBinding):
+		msg = "token not bound to this client certificate"
 	case errors.Is(err, errRuleAudience):
 		msg = "token audience not accepted for this method"
 	case errors.Is(err, ErrAudience):

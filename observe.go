@@ -58,7 +58,7 @@ func (a *authorizer) report(ctx context.Context, d *Decision) {
 // reasons are the sentinels a denial is classified by, most specific first.
 var reasons = []error{
 	ErrMissingToken, ErrInvalidRequest, ErrInsufficientScope, ErrKeysUnavailable, ErrKeysetClosed,
-	ErrAudience, ErrExpired, ErrNotYetValid, ErrIssuer, ErrSignature, ErrUnknownKey, ErrAlgorithm,
+	ErrCertificateBinding, ErrAudience, ErrExpired, ErrNotYetValid, ErrIssuer, ErrSignature, ErrUnknownKey, ErrAlgorithm,
 	ErrTokenType, ErrMissingClaim, ErrLifetime, ErrMalformed,
 }
 
@@ -111,7 +111,7 @@ func WithDryRunPolicy(p *Policy) Option {
 // decision.
 func (a *authorizer) dryRunCheck(ctx context.Context, method string, c *Claims, terr error, denied bool) {
 	rule := a.o.dryRun.match(method)
-	deny := a.judge(rule, c, terr)
+	deny := a.judge(ctx, rule, c, terr)
 	if deny != nil && rule.Public && !a.o.strictPublic {
 		deny = nil
 	}

@@ -28,6 +28,12 @@ type Rule struct {
 	// Scopes are the scopes this method requires: the token must grant
 	// every one of them, or the call fails with PermissionDenied.
 	Scopes []string
+
+	// CertificateBound accepts only tokens bound to the client's TLS
+	// certificate (RFC 8705 "cnf" with "x5t#S256"), presented over mutual
+	// TLS with that certificate. A bound token is held to its certificate
+	// on every method, whatever this field says.
+	CertificateBound bool
 }
 
 // DefaultRuleKey is the [Policy] key of the rule for methods that no other
@@ -100,8 +106,8 @@ func NewPolicy(rules map[string]Rule) (*Policy, error) {
 }
 
 func newRuleEntry(key string, r Rule) (*ruleEntry, error) {
-	if r.Public && (len(r.Audiences) > 0 || len(r.Scopes) > 0) {
-		return nil, fmt.Errorf("grpcjwt: rule %q: a public rule cannot require audiences or scopes", key)
+	if r.Public && (len(r.Audiences) > 0 || len(r.Scopes) > 0 || r.CertificateBound) {
+		return nil, fmt.Errorf("grpcjwt: rule %q: a public rule cannot require audiences, scopes or certificate binding", key)
 	}
 	for _, a := range r.Audiences {
 		if a == "" {

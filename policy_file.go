@@ -16,9 +16,10 @@ import (
 
 // jsonRule is a Rule as it appears in a policy document.
 type jsonRule struct {
-	Public    bool     `json:"public"`
-	Audiences []string `json:"audiences"`
-	Scopes    []string `json:"scopes"`
+	Public           bool     `json:"public"`
+	Audiences        []string `json:"audiences"`
+	Scopes           []string `json:"scopes"`
+	CertificateBound bool     `json:"certificate_bound"`
 }
 
 // maxPolicyBytes caps a policy document.
