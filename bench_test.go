@@ -9,7 +9,9 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"fmt"
 	"math/big"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +182,47 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkCacheEntryMemory reports the heap each verified-token cache entry
+// holds (token copy, claims, map slot), for a realistic ES256 access token:
+// it fills a cache with b.N distinct tokens and divides the heap growth.
+func BenchmarkCacheEntryMemory(b *testing.B) {
+	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	defer is.Close()
+	ks, err := NewStaticKeyset(is.JWKS())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := NewVerifier(ks, WithIssuer(is.URL()), WithAudience("api"), WithTokenCache(2*b.N+64, 8<<10, time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, b.N)
+	size := 0
+	for i := range tokens {
+		c := is.Claims("api", "read:orders", "write:orders", "read:invoices", "admin")
+		c["jti"] = fmt.Sprintf("token-%d", i)
+		tokens[i] = is.Mint(c)
+		size += len(tokens[i])
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for _, tok := range tokens {
+		if _, err := v.Verify(b.Context(), tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := 0 // shards fill unevenly, so a full cache may have evicted some
+	for i := range v.cache.n {
+		held += len(v.cache.shards[i].m)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(held), "heap-B/entry")
+	b.ReportMetric(float64(size)/float64(b.N), "token-B")
+	runtime.KeepAlive(v)
 }

@@ -1066,3 +1066,38 @@ func TestVerifyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyRepeatedHeaderNames: a header that names a parameter twice is
+// rejected whatever the values, so that no two parsers can read it apart
+// (a signed header whose first "alg" is "none").
+func TestVerifyRepeatedHeaderNames(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	ks, err := NewStaticKeyset(is.JWKS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(ks, WithIssuer(is.URL()), WithAudience("api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := is.SigningKey()
+	payload, _ := json.Marshal(is.Claims("api"))
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, hdr := range []string{
+		`{"alg":"none","kid":"` + k.ID + `","alg":"ES256"}`,
+		`{"alg":"ES256","kid":"` + k.ID + `","typ":"id+jwt","typ":"at+jwt"}`,
+		`{"alg":"ES256","kid":"other","kid":"` + k.ID + `"}`,
+	} {
+		input := enc([]byte(hdr)) + "." + enc(payload)
+		tok := input + "." + enc(grpcjwttest.SignBytes(k, []byte(input)))
+		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrMalformed) {
+			t.Errorf("header %s: got %v, want ErrMalformed", hdr, err)
+		}
+	}
+	// The same header without the repetition verifies: the signature is fine.
+	input := enc([]byte(`{"alg":"ES256","kid":"`+k.ID+`"}`)) + "." + enc(payload)
+	if _, err := v.Verify(t.Context(), input+"."+enc(grpcjwttest.SignBytes(k, []byte(input)))); err != nil {
+		t.Errorf("control: %v", err)
+	}
+}
