@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -49,9 +47,9 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 	rfc8414.Path = "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.Path, "/")
 	rfc8414.RawPath = ""
 
-	doc, status, err := fetchMetadata(ctx, o, oidcURL)
+	doc, _, status, err := getCapped(ctx, o, oidcURL, "application/json", "metadata")
 	if err != nil && status == http.StatusNotFound {
-		doc, _, err = fetchMetadata(ctx, o, rfc8414.String())
+		doc, _, _, err = getCapped(ctx, o, rfc8414.String(), "application/json", "metadata")
 	}
 	if err != nil {
 		return nil, err
@@ -84,39 +82,6 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 		}
 	}
 	return md, nil
-}
-
-// fetchMetadata GETs a metadata document; status is the HTTP status when
-// one was received.
-func fetchMetadata(ctx context.Context, o keysetOptions, u string) (body []byte, status int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, o.fetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, 0, errors.New("grpcjwt: Discover: cannot build the request")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := o.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, 0, fmt.Errorf("grpcjwt: Discover: request failed: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, resp.StatusCode, fmt.Errorf("grpcjwt: Discover: metadata endpoint answered HTTP %d", resp.StatusCode)
-	}
-	body, err = io.ReadAll(io.LimitReader(resp.Body, o.maxBodyBytes+1))
-	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("grpcjwt: Discover: reading the document failed: %w", err)
-	}
-	if int64(len(body)) > o.maxBodyBytes {
-		return nil, resp.StatusCode, fmt.Errorf("grpcjwt: Discover: document larger than %d bytes", o.maxBodyBytes)
-	}
-	return body, resp.StatusCode, nil
 }
 
 // NewIssuerKeyset discovers issuer's metadata with [Discover] and returns a

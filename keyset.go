@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -719,38 +718,15 @@ func (s *keySnapshot) keysOrNil() []*verifyKey {
 // download fetches and parses the JWK Set and returns the refresh interval
 // its caching headers call for. Error texts never include the URL or body.
 func (r *remoteSource) download(ctx context.Context) (*keySnapshot, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.fetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	body, header, _, err := getCapped(ctx, r.o, r.url, "application/jwk-set+json, application/json", "JWKS")
 	if err != nil {
-		return nil, 0, errors.New("grpcjwt: cannot build the JWKS request")
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := r.o.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // drop the URL from the text
-		}
-		return nil, 0, fmt.Errorf("grpcjwt: JWKS request failed: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, 0, fmt.Errorf("grpcjwt: JWKS endpoint answered HTTP %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, r.o.maxBodyBytes+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("grpcjwt: reading the JWKS response failed: %w", err)
-	}
-	if int64(len(body)) > r.o.maxBodyBytes {
-		return nil, 0, fmt.Errorf("grpcjwt: JWKS response larger than %d bytes", r.o.maxBodyBytes)
+		return nil, 0, err
 	}
 	snap, err := parseKeySet(body, r.o.maxKeys, r.o.logger)
 	if err != nil {
 		return nil, 0, err
 	}
-	return snap, r.refreshInterval(resp.Header, r.o.now()), nil
+	return snap, r.refreshInterval(header, r.o.now()), nil
 }
 
 // refreshInterval derives the next refresh from Cache-Control max-age,
