@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// cacheShards spreads the token cache over independent locks so that
-// concurrent hits on different tokens rarely meet.
+// cacheShards spreads the token cache's writers over independent locks.
+// Readers take no lock at all (see cacheShard).
 const cacheShards = 32
 
 // tokenCache maps whole raw tokens that verified to their claims. It is keyed
@@ -21,9 +21,15 @@ type tokenCache struct {
 	shards [cacheShards]cacheShard
 }
 
+// cacheShard is one part of the cache. Lookups go through a sync.Map, whose
+// Load is a few atomic loads: a hit takes no lock, so hits on one token
+// from every core do not contend on a reader count. Writers (a token that
+// just verified) serialize on mu, which keeps the count exact and the
+// bound hard.
 type cacheShard struct {
-	mu  sync.RWMutex
-	m   map[string]*cacheEntry
+	m   sync.Map // string (the whole token) -> *cacheEntry
+	mu  sync.Mutex
+	n   int // entries in m, under mu
 	max int
 }
 
@@ -40,7 +46,6 @@ func newTokenCache(entries int) *tokenCache {
 	n := min(entries, cacheShards)
 	c := &tokenCache{seed: maphash.MakeSeed(), n: uint64(n)}
 	for i := range n {
-		c.shards[i].m = make(map[string]*cacheEntry)
 		c.shards[i].max = entries / n
 		if i < entries%n {
 			c.shards[i].max++
@@ -63,36 +68,51 @@ func (c *tokenCache) shard(raw string) *cacheShard {
 }
 
 func (c *tokenCache) get(raw string) *cacheEntry {
-	s := c.shard(raw)
-	s.mu.RLock()
-	e := s.m[raw]
-	s.mu.RUnlock()
-	return e
+	if v, ok := c.shard(raw).m.Load(raw); ok {
+		return v.(*cacheEntry)
+	}
+	return nil
 }
 
-// put stores e under raw. A full shard first drops entries that have ended,
-// then, if still full, one arbitrary entry.
+// put stores e under raw. A full shard first drops entries that have ended
+// (among the first few it visits), then, if still full, one arbitrary
+// entry.
 func (c *tokenCache) put(raw string, e *cacheEntry, now time.Time) {
 	s := c.shard(raw)
 	raw = strings.Clone(raw) // do not pin the caller's larger buffer
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[raw]; !ok && len(s.m) >= s.max {
-		n := 0
-		for k, old := range s.m {
-			if !now.Before(old.until) || old.key.removed.Load() {
-				delete(s.m, k)
+	if _, ok := s.m.Load(raw); !ok && s.n >= s.max {
+		visited := 0
+		s.m.Range(func(k, v any) bool {
+			if old := v.(*cacheEntry); !now.Before(old.until) || old.key.removed.Load() {
+				s.m.Delete(k)
+				s.n--
 			}
-			if n++; n >= 8 {
-				break
-			}
-		}
-		if len(s.m) >= s.max {
-			for k := range s.m {
-				delete(s.m, k)
-				break
-			}
+			visited++
+			return visited < 8
+		})
+		if s.n >= s.max {
+			s.m.Range(func(k, _ any) bool {
+				s.m.Delete(k)
+				s.n--
+				return false
+			})
 		}
 	}
-	s.m[raw] = e
+	if _, loaded := s.m.Swap(raw, e); !loaded {
+		s.n++
+	}
+}
+
+// len counts the entries (tests and benchmarks).
+func (c *tokenCache) len() int {
+	n := 0
+	for i := range c.n {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.n
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -926,16 +926,7 @@ func TestVerifyCacheOff(t *testing.T) {
 
 func TestVerifyCacheLimits(t *testing.T) {
 	f := newVTFixture(t)
-	count := func(v *Verifier) int {
-		n := 0
-		for i := range v.cache.shards {
-			s := &v.cache.shards[i]
-			s.mu.RLock()
-			n += len(s.m)
-			s.mu.RUnlock()
-		}
-		return n
-	}
+	count := func(v *Verifier) int { return v.cache.len() }
 	for _, entries := range []int{1, 3, 31, 33, 100} {
 		v := f.verifier(t, vtCase{keys: f.static, opts: f.opts(WithTokenCache(entries, 8<<10, time.Hour))}, true)
 		for i := range 3 * entries {
