@@ -115,7 +115,9 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 	if deny != nil {
 		if rule.Public && !a.o.strictPublic {
 			// An invalid optional token on a public method is ignored.
-			a.log(ctx, fullMethod, rule, fmt.Errorf("invalid optional token ignored: %w", deny))
+			if a.o.logger != nil {
+				a.log(ctx, fullMethod, rule, fmt.Errorf("invalid optional token ignored: %w", deny))
+			}
 			d.Allowed, d.Claims, d.Err = true, nil, deny
 			a.report(ctx, &d)
 			return ctx, nil, "", nil
@@ -215,8 +217,9 @@ var errNotBearer = fmt.Errorf("%w: scheme is not Bearer", ErrInvalidRequest)
 // metadata: exactly one value, scheme "Bearer" in any case, surrounding
 // space tolerated, at most maxBytes long.
 func bearerToken(ctx context.Context, maxBytes int) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return bearerFromMD(md["authorization"], maxBytes)
+	// ValueFromIncomingContext copies one key's values, not the whole
+	// metadata as FromIncomingContext does.
+	return bearerFromMD(metadata.ValueFromIncomingContext(ctx, "authorization"), maxBytes)
 }
 
 // bearerFromMD is bearerToken on the metadata values themselves.
