@@ -8,7 +8,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -38,6 +37,7 @@ import (
 	jwxjwt "github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/grpcjwt/grpcjwt"
+	"github.com/grpcjwt/grpcjwt/grpcjwttest"
 )
 
 const (
@@ -139,24 +139,7 @@ func keysFor(alg string) keyPair {
 	if kp, ok := keyCache.Load(alg); ok {
 		return kp.(keyPair)
 	}
-	gen := func() crypto.Signer {
-		var k crypto.Signer
-		var err error
-		switch alg {
-		case "RS256", "PS256":
-			k, err = rsa.GenerateKey(rand.Reader, 2048)
-		case "ES256":
-			k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		case "ES384":
-			k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		case "EdDSA":
-			_, k, err = ed25519.GenerateKey(rand.Reader)
-		}
-		if err != nil {
-			panic(err)
-		}
-		return k
-	}
+	gen := func() crypto.Signer { return grpcjwttest.NewKey(alg).Signer }
 	kp := keyPair{gen(), gen(), gen()}
 	actual, _ := keyCache.LoadOrStore(alg, kp)
 	return actual.(keyPair)
@@ -189,55 +172,9 @@ func jwkJSON(alg, kid string, pub crypto.PublicKey) map[string]string {
 	return m
 }
 
-func hashOf(alg string) crypto.Hash {
-	switch alg {
-	case "RS256", "PS256", "ES256":
-		return crypto.SHA256
-	case "ES384":
-		return crypto.SHA384
-	case "RS512":
-		return crypto.SHA512
-	}
-	return 0
-}
-
+// signJWS signs input as JWS does for alg, with grpcjwttest's signer.
 func signJWS(alg string, key crypto.Signer, input []byte) []byte {
-	h := hashOf(alg)
-	var digest []byte
-	switch h {
-	case crypto.SHA256:
-		d := sha256.Sum256(input)
-		digest = d[:]
-	case crypto.SHA384:
-		d := sha512.Sum384(input)
-		digest = d[:]
-	case crypto.SHA512:
-		d := sha512.Sum512(input)
-		digest = d[:]
-	}
-	var sig []byte
-	var err error
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		if strings.HasPrefix(alg, "PS") {
-			sig, err = rsa.SignPSS(rand.Reader, k, h, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-		} else {
-			sig, err = rsa.SignPKCS1v15(rand.Reader, k, h, digest)
-		}
-	case *ecdsa.PrivateKey:
-		var r, s *big.Int
-		r, s, err = ecdsa.Sign(rand.Reader, k, digest)
-		size := (k.Curve.Params().BitSize + 7) / 8
-		sig = make([]byte, 2*size)
-		r.FillBytes(sig[:size])
-		s.FillBytes(sig[size:])
-	case ed25519.PrivateKey:
-		sig = ed25519.Sign(k, input)
-	}
-	if err != nil {
-		panic(err)
-	}
-	return sig
+	return grpcjwttest.SignBytes(&grpcjwttest.Key{Algorithm: alg, Signer: key}, input)
 }
 
 func mint(alg, kid string, key crypto.Signer, c accessClaims) string {
