@@ -24,13 +24,18 @@ type tokenCache struct {
 // cacheShard is one part of the cache. Lookups go through a sync.Map, whose
 // Load is a few atomic loads: a hit takes no lock, so hits on one token
 // from every core do not contend on a reader count. Writers (a token that
-// just verified) serialize on mu, which keeps the count exact and the
-// bound hard.
+// just verified) serialize on mu, which keeps the bound hard.
+//
+// A full shard drops its oldest entry. Entries end at the earlier of the
+// token's exp and the cache's maximum age from their insertion, so the
+// oldest entry is the first to end whenever tokens outlive that maximum
+// age (10 minutes by default), as access tokens usually do.
 type cacheShard struct {
-	m   sync.Map // string (the whole token) -> *cacheEntry
-	mu  sync.Mutex
-	n   int // entries in m, under mu
-	max int
+	m    sync.Map // string (the whole token) -> *cacheEntry
+	mu   sync.Mutex
+	ring []string // the keys of m in insertion order from head, under mu
+	head int      // the oldest key's index in ring once ring is full
+	max  int
 }
 
 // cacheEntry is immutable once stored.
@@ -74,35 +79,25 @@ func (c *tokenCache) get(raw string) *cacheEntry {
 	return nil
 }
 
-// put stores e under raw. A full shard first drops entries that have ended
-// (among the first few it visits), then, if still full, one arbitrary
-// entry.
-func (c *tokenCache) put(raw string, e *cacheEntry, now time.Time) {
+// put stores e under raw, first dropping the shard's oldest entry if the
+// shard is full: constant work, whatever the cache's size.
+func (c *tokenCache) put(raw string, e *cacheEntry) {
 	s := c.shard(raw)
-	raw = strings.Clone(raw) // do not pin the caller's larger buffer
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m.Load(raw); !ok && s.n >= s.max {
-		visited := 0
-		s.m.Range(func(k, v any) bool {
-			if old := v.(*cacheEntry); !now.Before(old.until) || old.key.removed.Load() {
-				s.m.Delete(k)
-				s.n--
-			}
-			visited++
-			return visited < 8
-		})
-		if s.n >= s.max {
-			s.m.Range(func(k, _ any) bool {
-				s.m.Delete(k)
-				s.n--
-				return false
-			})
-		}
+	if _, ok := s.m.Load(raw); ok {
+		s.m.Store(raw, e) // the same token verified again: its key stays
+		return
 	}
-	if _, loaded := s.m.Swap(raw, e); !loaded {
-		s.n++
+	raw = strings.Clone(raw) // do not pin the caller's larger buffer
+	if len(s.ring) < s.max {
+		s.ring = append(s.ring, raw)
+	} else {
+		s.m.Delete(s.ring[s.head])
+		s.ring[s.head] = raw
+		s.head = (s.head + 1) % s.max
 	}
+	s.m.Store(raw, e)
 }
 
 // len counts the entries (tests and benchmarks).
@@ -111,7 +106,7 @@ func (c *tokenCache) len() int {
 	for i := range c.n {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += s.n
+		n += len(s.ring)
 		s.mu.Unlock()
 	}
 	return n

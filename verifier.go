@@ -370,7 +370,7 @@ func (v *Verifier) verifyTokenHit(ctx context.Context, raw string) (*Claims, boo
 		if exp := c.Expiry.Add(v.o.leeway); exp.Before(until) {
 			until = exp
 		}
-		v.cache.put(raw, &cacheEntry{claims: c, key: key, until: until}, now)
+		v.cache.put(raw, &cacheEntry{claims: c, key: key, until: until})
 	}
 	return c, false, nil
 }

@@ -849,7 +849,7 @@ func TestVerifyCacheRechecksExpiry(t *testing.T) {
 	if e == nil {
 		t.Fatal("entry gone")
 	}
-	v.cache.put(tok, &cacheEntry{claims: e.claims, key: e.key, until: vtEpoch.Add(24 * time.Hour)}, f.clock.Now())
+	v.cache.put(tok, &cacheEntry{claims: e.claims, key: e.key, until: vtEpoch.Add(24 * time.Hour)})
 	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrExpired) {
 		t.Errorf("cache entry past exp: got %v, want ErrExpired", err)
 	}
@@ -961,6 +961,59 @@ func TestVerifyCacheLimits(t *testing.T) {
 	}
 	if c1 != c2 || c2 == c3 {
 		t.Errorf("cache hits: second call %v, after maxAge %v; want true, false", c1 == c2, c2 == c3)
+	}
+}
+
+// TestVerifyCacheEvictsOldest checks that a full cache drops its oldest
+// entry for a new token, that a token verified again takes no second
+// place, and that the bound holds exactly.
+func TestVerifyCacheEvictsOldest(t *testing.T) {
+	f := newVTFixture(t)
+	v := f.verifier(t, vtCase{keys: f.static, opts: f.opts(WithTokenCache(1, 8<<10, time.Hour))}, true)
+	a, b := f.tok(vtSet("jti", "a")), f.tok(vtSet("jti", "b"))
+	for _, tok := range []string{a, b} {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.cache.get(a) != nil || v.cache.get(b) == nil || v.cache.len() != 1 {
+		t.Fatalf("after a then b in a one-entry cache: a cached %v, b cached %v, %d entries; want false, true, 1",
+			v.cache.get(a) != nil, v.cache.get(b) != nil, v.cache.len())
+	}
+	e := v.cache.get(b)
+	v.cache.put(b, e)
+	v.cache.put(b, e)
+	if v.cache.get(b) != e || v.cache.len() != 1 {
+		t.Errorf("b put again: %d entries, want 1", v.cache.len())
+	}
+
+	// Many shards: each keeps its newest tokens and drops the older, and
+	// the cache fills to its bound and no further.
+	const entries = 64
+	v = f.verifier(t, vtCase{keys: f.static, opts: f.opts(WithTokenCache(entries, 8<<10, time.Hour))}, true)
+	inShard := map[*cacheShard][]string{}
+	for i := range 10 * entries {
+		tok := f.tok(vtSet("jti", fmt.Sprint(i)))
+		inShard[v.cache.shard(tok)] = append(inShard[v.cache.shard(tok)], tok)
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+		if v.cache.get(tok) == nil {
+			t.Fatalf("token %d is not in the cache right after it verified", i)
+		}
+		if n := v.cache.len(); n > entries {
+			t.Fatalf("after %d tokens the cache holds %d entries, more than %d", i+1, n, entries)
+		}
+	}
+	if n := v.cache.len(); n != entries {
+		t.Errorf("after %d tokens the cache holds %d entries, want %d", 10*entries, n, entries)
+	}
+	for s, toks := range inShard {
+		for i, tok := range toks {
+			if want := i >= len(toks)-s.max; (v.cache.get(tok) != nil) != want {
+				t.Errorf("the shard's token %d of %d (shard bound %d): cached %v, want %v", i+1, len(toks), s.max, !want, want)
+			}
+		}
 	}
 }
 
