@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,17 +86,30 @@ func brSetup(b *testing.B) (string, []brAuth) {
 	return tok, []brAuth{{"none", nil}, {"grpcjwt-cached", cached}, {"grpcjwt-uncached", uncached}}
 }
 
-// brServe serves a brServer over transport ("bufconn", or "tcp" on
-// 127.0.0.1) behind grpcjwt's unary and stream interceptors when v is not
-// nil, and returns a client. Both stop when b's run ends.
-func brServe(b *testing.B, transport string, v *Verifier) testpb.TestServiceClient {
-	b.Helper()
+// brNewServer returns a grpc.Server of brServer, behind grpcjwt's unary and
+// stream interceptors when v is not nil.
+func brNewServer(v *Verifier) *grpc.Server {
 	var opts []grpc.ServerOption
 	if v != nil {
 		opts = append(opts, grpc.UnaryInterceptor(UnaryServerInterceptor(v)), grpc.StreamInterceptor(StreamServerInterceptor(v)))
 	}
 	srv := grpc.NewServer(opts...)
 	testpb.RegisterTestServiceServer(srv, brServer{})
+	return srv
+}
+
+// brServe serves a brServer over transport ("bufconn", or "tcp" on
+// 127.0.0.1) behind grpcjwt's unary and stream interceptors when v is not
+// nil, and returns a client. Both stop when b's run ends.
+func brServe(b *testing.B, transport string, v *Verifier) testpb.TestServiceClient {
+	b.Helper()
+	return brServeOn(b, transport, brNewServer(v))
+}
+
+// brServeOn serves srv over transport and returns a client; both stop when
+// b's run ends.
+func brServeOn(b *testing.B, transport string, srv *grpc.Server) testpb.TestServiceClient {
+	b.Helper()
 	switch transport {
 	case "bufconn":
 		return testpb.NewTestServiceClient(grpcjwttest.Serve(b, srv))
@@ -119,6 +135,7 @@ func brServe(b *testing.B, transport string, v *Verifier) testpb.TestServiceClie
 		})
 		return testpb.NewTestServiceClient(cc)
 	}
+	srv.Stop()
 	b.Fatalf("unknown transport %q", transport)
 	return nil
 }
@@ -446,5 +463,254 @@ func BenchmarkVerifyTokenSize(b *testing.B) {
 				b.Run(c.name, func(b *testing.B) { brVerifyLoop(b, bnVerifier(b, ks, c.cache), tok) })
 			}
 		})
+	}
+}
+
+// brWorkServer is brServer whose UnaryCall first runs work: the handler of
+// the in-situ baselines of BenchmarkRPCMiss.
+type brWorkServer struct {
+	brServer
+	work func(context.Context) error
+}
+
+func (s brWorkServer) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	if err := s.work(ctx); err != nil {
+		return nil, err
+	}
+	return s.brServer.UnaryCall(ctx, req)
+}
+
+// brServeHandler serves, over transport, a brWorkServer running work in its
+// handler and no interceptor.
+func brServeHandler(b *testing.B, transport string, work func(context.Context) error) testpb.TestServiceClient {
+	b.Helper()
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, brWorkServer{work: work})
+	return brServeOn(b, transport, srv)
+}
+
+// brFillCache fills v's cache to its bound with entries shaped like tok's
+// (same length, same claims), so that every token put next evicts one, as
+// in a server that has seen many tokens.
+func brFillCache(b *testing.B, v *Verifier, tok string) {
+	b.Helper()
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		b.Fatal(err)
+	}
+	e := v.cache.get(tok)
+	if e == nil {
+		b.Fatal("the token is not in the verifier's cache")
+	}
+	capacity := 0
+	for i := range v.cache.n {
+		capacity += v.cache.shards[i].max
+	}
+	for i := 0; v.cache.len() < capacity; i++ {
+		v.cache.put(fmt.Sprintf("%s%016x", tok[:len(tok)-16], i), e)
+	}
+}
+
+// brMedian returns the median of x, which it sorts.
+func brMedian(x []float64) float64 {
+	slices.Sort(x)
+	return x[len(x)/2]
+}
+
+// brPhase runs op(i) for i in [0, n) from g goroutines, each taking the next
+// i, and returns the wall time of the whole: with g large enough to keep
+// every core busy, that is the CPU cost of n ops divided by the cores.
+func brPhase(g, n int, op func(i int) error) (time.Duration, error) {
+	var next atomic.Int64
+	errs := make(chan error, g)
+	start := time.Now()
+	for range g {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					errs <- nil
+					return
+				}
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range g {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return time.Since(start), first
+}
+
+// brMissPhase is how many ops each series runs in turn in one round of
+// BenchmarkRPCMiss.
+const brMissPhase = 64
+
+// BenchmarkRPCMiss measures what a cache miss adds to a unary RPC and puts
+// it beside the cost of Verify. Each op is a round in which every series
+// below runs brMissPhase ops in turn, so that the machine's load falls on
+// all of them alike; a series' figure (µs per op) is the median over the
+// rounds.
+//
+//   - none: no interceptor, the same bearer token in every call;
+//   - none-fresh: no interceptor, a token never sent before (a fresh jti);
+//     a new token costs the transport more than a repeated one, which
+//     HPACK sends as an index;
+//   - miss: grpcjwt's interceptors with the default cache, full, and a token
+//     never seen before: a whole verification, the cache's insertion and
+//     eviction, and the claims put in the context;
+//   - in-handler: no interceptor, a token never sent before, which the
+//     handler reads from the metadata and passes to Verify (cache off):
+//     the same verification, paid inside an RPC;
+//   - busy: no interceptor, the handler spins on the clock for as long as
+//     the median Verify took before the run: any work of that length;
+//   - verify: Verify (cache off) called directly, as in BenchmarkVerify.
+//
+// miss-added/verify, (miss - none-fresh) / verify, is the figure the
+// performance goal bounds; miss-added/in-handler-added compares the miss
+// with the same verification done by the handler; busy-added/verify shows
+// what the RPC adds to any work of Verify's length.
+//
+// With load=saturated, 8 goroutines per core run each series, so that the
+// cores never idle: the figures are CPU cost per op divided by the cores,
+// which is what decides how many RPCs a core can protect. With
+// load=sequential, one goroutine: the figures are latencies. On 2 or more
+// cores, a long handler then lets the other core go idle and park, and
+// waking it again costs every long handler the same (see busy).
+func BenchmarkRPCMiss(b *testing.B) {
+	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	b.Cleanup(is.Close)
+	ks, err := NewStaticKeyset(is.JWKS(), WithKeysetLogger(vtDiscard))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var minted atomic.Int64
+	mint := func() string {
+		claims := bnClaims()
+		claims["iss"] = is.URL()
+		claims["jti"] = fmt.Sprintf("%036d", minted.Add(1)) // as long as bnClaims' jti
+		return is.Mint(claims)
+	}
+	tok := mint()
+	newVerifier := func(opts ...VerifierOption) *Verifier {
+		v, err := NewVerifier(ks, append([]VerifierOption{WithIssuer(is.URL()), WithAudience(bnAud)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return v
+	}
+	uncached := newVerifier(WithTokenCache(0, 0, 0))
+	verify := func(context.Context) error {
+		_, err := uncached.Verify(context.Background(), tok)
+		return err
+	}
+
+	// The handler of in-handler reads the bearer token itself and verifies
+	// it, as a service without grpcjwt's interceptors would.
+	verifyIncoming := func(ctx context.Context) error {
+		v := metadata.ValueFromIncomingContext(ctx, "authorization")
+		if len(v) != 1 || !strings.HasPrefix(v[0], "Bearer ") {
+			return fmt.Errorf("authorization metadata %q", v)
+		}
+		_, err := uncached.Verify(ctx, v[0][len("Bearer "):])
+		return err
+	}
+
+	samples := make([]float64, 200)
+	for i := range samples {
+		start := time.Now()
+		if err := verify(nil); err != nil {
+			b.Fatal(err)
+		}
+		samples[i] = float64(time.Since(start))
+	}
+	busyFor := time.Duration(brMedian(samples))
+	busy := func(context.Context) error {
+		for start := time.Now(); time.Since(start) < busyFor; {
+		}
+		return nil
+	}
+
+	for _, load := range []string{"saturated", "sequential"} {
+		for _, transport := range []string{"bufconn", "tcp"} {
+			b.Run("load="+load+"/transport="+transport+"/kind=unary", func(b *testing.B) {
+				g := 1
+				if load == "saturated" {
+					g = 8 * runtime.GOMAXPROCS(0)
+				}
+				missV := newVerifier()
+				brFillCache(b, missV, tok)
+				none := brOp(b, "unary", brServeOn(b, transport, brNewServer(nil)))
+				series := []struct {
+					name  string
+					fresh bool // a new token every call
+					op    func(context.Context) error
+				}{
+					{"none", false, none},
+					{"none-fresh", true, brOp(b, "unary", brServeOn(b, transport, brNewServer(nil)))},
+					{"miss", true, brOp(b, "unary", brServeOn(b, transport, brNewServer(missV)))},
+					{"in-handler", true, brOp(b, "unary", brServeHandler(b, transport, verifyIncoming))},
+					{"busy", false, brOp(b, "unary", brServeHandler(b, transport, busy))},
+					{"verify", false, verify},
+				}
+				bearer := grpcjwttest.WithBearer(b.Context(), tok)
+				for _, s := range series {
+					brWarm(bearer, b, s.op)
+				}
+
+				// Fresh tokens for every round, minted before the clock starts.
+				fresh := make([][]string, b.N)
+				freshCtx := make([][]context.Context, b.N)
+				for r := range fresh {
+					for range brMissPhase {
+						t := mint()
+						fresh[r] = append(fresh[r], t)
+						freshCtx[r] = append(freshCtx[r], grpcjwttest.WithBearer(b.Context(), t))
+					}
+				}
+				perOp := make(map[string][]float64, len(series))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for r := range b.N {
+					for _, s := range series {
+						d, err := brPhase(g, brMissPhase, func(i int) error {
+							if !s.fresh {
+								return s.op(bearer)
+							}
+							if s.name == "miss" && missV.cache.get(fresh[r][i]) != nil {
+								return fmt.Errorf("token %d of round %d is in the cache before its first call", i, r)
+							}
+							if err := s.op(freshCtx[r][i]); err != nil {
+								return err
+							}
+							// Concurrent misses may evict one another, so
+							// only a sequential run can check this.
+							if s.name == "miss" && g == 1 && missV.cache.get(fresh[r][i]) == nil {
+								return fmt.Errorf("token %d of round %d did not enter the cache", i, r)
+							}
+							return nil
+						})
+						if err != nil {
+							b.Fatalf("%s: %v", s.name, err)
+						}
+						perOp[s.name] = append(perOp[s.name], float64(d)/brMissPhase/float64(time.Microsecond))
+					}
+				}
+				b.StopTimer()
+				med := map[string]float64{}
+				for name, x := range perOp {
+					med[name] = brMedian(x)
+					b.ReportMetric(med[name], name+"-µs")
+				}
+				b.ReportMetric((med["miss"]-med["none-fresh"])/med["verify"], "miss-added/verify")
+				b.ReportMetric((med["miss"]-med["none-fresh"])/(med["in-handler"]-med["none-fresh"]), "miss-added/in-handler-added")
+				b.ReportMetric((med["busy"]-med["none"])/med["verify"], "busy-added/verify")
+			})
+		}
 	}
 }
