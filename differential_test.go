@@ -598,7 +598,7 @@ func FuzzDifferentialJOSE(f *testing.F) {
 	// under another.
 	ps := &grpcjwttest.Key{ID: "fz-ps256", Algorithm: "PS256", Signer: keys[0].Signer}
 	doc := fzJWKS(append(slices.Clone(keys), ps))
-	snap, err := parseKeySet(doc, 100, vtDiscard)
+	snap, err := parseKeySet(doc, 100)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -333,7 +333,7 @@ func FuzzParseKeySet(f *testing.F) {
 		if len(doc) > 1<<16 {
 			return
 		}
-		snap, err := parseKeySet(doc, 100, vtDiscard)
+		snap, err := parseKeySet(doc, 100)
 		if err != nil {
 			if snap != nil {
 				t.Fatal("snapshot returned with an error")

@@ -136,6 +136,16 @@ type rawJWKFields struct {
 	Priv   json.RawMessage `json:"priv"`
 }
 
+// errEncryptionKey marks a JWK published for encryption ("use":"enc", or a
+// JWE key-management "alg"), which a JWK Set rightly holds beside its
+// signing keys (Keycloak publishes one): the keyset skips it quietly.
+var errEncryptionKey = errors.New("an encryption key")
+
+// jweKeyAlgs are the JWE key-management algorithms of public keys (RFC 7518
+// §4.1).
+var jweKeyAlgs = []string{"RSA1_5", "RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512",
+	"ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"}
+
 // parseJWK turns one JWK into a verification key, or says why it cannot be
 // used. The reasons are logged by the keyset; they never fail the set.
 func parseJWK(data []byte) (*verifyKey, error) {
@@ -149,6 +159,9 @@ func parseJWK(data []byte) (*verifyKey, error) {
 		return nil, errors.New("holds private or symmetric key material")
 	}
 	if raw.Use != nil && *raw.Use != "sig" {
+		if *raw.Use == "enc" {
+			return nil, fmt.Errorf("%w: use %q is not sig", errEncryptionKey, *raw.Use)
+		}
 		return nil, fmt.Errorf("use %q is not sig", *raw.Use)
 	}
 	if raw.KeyOps != nil && !slices.Contains(raw.KeyOps, "verify") {
@@ -193,6 +206,9 @@ func parseJWK(data []byte) (*verifyKey, error) {
 	if raw.Alg != "" {
 		a := parseAlg(raw.Alg)
 		if a == algInvalid {
+			if slices.Contains(jweKeyAlgs, raw.Alg) {
+				return nil, fmt.Errorf("%w: alg %q is not a signature algorithm", errEncryptionKey, raw.Alg)
+			}
 			return nil, fmt.Errorf("alg %q is not a supported signature algorithm", raw.Alg)
 		}
 		if !algs.has(a) {

@@ -37,9 +37,51 @@ type Keyset struct {
 
 // keySnapshot is one immutable generation of the keyset.
 type keySnapshot struct {
-	byKID  map[string][]*verifyKey // in document order
-	all    []*verifyKey            // in document order
-	loaded time.Time               // when the keys were fetched
+	byKID   map[string][]*verifyKey // in document order
+	all     []*verifyKey            // in document order
+	loaded  time.Time               // when the keys were fetched
+	skipped []keySkip               // the document's entries left out
+}
+
+// keySkip is an entry of a JWK Set document that the keyset left out.
+type keySkip struct {
+	index  int
+	kid    string
+	reason string
+	quiet  bool // an encryption key, expected in a JWK Set: logged at Debug
+}
+
+// id names the skip across fetches, where the same key may move.
+func (s keySkip) id() string {
+	if s.kid == "" {
+		return fmt.Sprintf("#%d\x00%s", s.index, s.reason)
+	}
+	return s.kid + "\x00" + s.reason
+}
+
+// logSkips logs the skips whose id is not in seen (nil: log them all): an
+// unusable key is reported once, not on every refresh.
+func logSkips(log *slog.Logger, skips []keySkip, seen map[string]bool) {
+	for _, s := range skips {
+		if seen[s.id()] {
+			continue
+		}
+		level := slog.LevelWarn
+		if s.quiet {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "grpcjwt: skipping unusable key in JWK Set",
+			"index", s.index, "kid", s.kid, "reason", s.reason)
+	}
+}
+
+// skipIDs returns the ids of skips, for logSkips on the next fetch.
+func skipIDs(skips []keySkip) map[string]bool {
+	ids := make(map[string]bool, len(skips))
+	for _, s := range skips {
+		ids[s.id()] = true
+	}
+	return ids
 }
 
 // keysetOptions holds the settings of a Keyset; see the KeysetOption
@@ -251,10 +293,11 @@ func NewStaticKeyset(jwks []byte, opts ...KeysetOption) (*Keyset, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := parseKeySet(jwks, o.maxKeys, o.logger)
+	snap, err := parseKeySet(jwks, o.maxKeys)
 	if err != nil {
 		return nil, err
 	}
+	logSkips(o.logger, snap.skipped, nil)
 	snap.loaded = o.now()
 	ks := &Keyset{}
 	ks.cur.Store(snap)
@@ -262,9 +305,11 @@ func NewStaticKeyset(jwks []byte, opts ...KeysetOption) (*Keyset, error) {
 }
 
 // parseKeySet parses a JWK Set document into a snapshot. Unusable keys are
-// skipped with a log line (RFC 7517 §5); a document that is not a JWK Set,
-// holds more than maxKeys entries or no usable key at all is an error.
-func parseKeySet(doc []byte, maxKeys int, log *slog.Logger) (*keySnapshot, error) {
+// skipped (RFC 7517 §5) and listed in the snapshot for the caller to log; a
+// document that is not a JWK Set, holds more than maxKeys entries or no
+// usable key at all is an error, which names the first skipped key's
+// reason.
+func parseKeySet(doc []byte, maxKeys int) (*keySnapshot, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -278,7 +323,7 @@ func parseKeySet(doc []byte, maxKeys int, log *slog.Logger) (*keySnapshot, error
 	for i, raw := range set.Keys {
 		k, err := parseJWK(raw)
 		if err != nil {
-			log.Warn("grpcjwt: skipping unusable key in JWK Set", "index", i, "reason", err.Error())
+			snap.skipped = append(snap.skipped, keySkip{index: i, kid: jwkKID(raw), reason: err.Error(), quiet: errors.Is(err, errEncryptionKey)})
 			continue
 		}
 		dup := false
@@ -291,16 +336,32 @@ func parseKeySet(doc []byte, maxKeys int, log *slog.Logger) (*keySnapshot, error
 		if dup {
 			// Two keys under one kid for the same algorithm: the first in
 			// the document wins, so the outcome never depends on map order.
-			log.Warn("grpcjwt: skipping key whose kid and algorithm repeat an earlier key", "index", i, "kid", k.kid)
+			snap.skipped = append(snap.skipped, keySkip{index: i, kid: k.kid, reason: "its kid and algorithm repeat an earlier key"})
 			continue
 		}
 		snap.byKID[k.kid] = append(snap.byKID[k.kid], k)
 		snap.all = append(snap.all, k)
 	}
 	if len(snap.all) == 0 {
+		if len(snap.skipped) > 0 {
+			s := snap.skipped[0]
+			return nil, fmt.Errorf("grpcjwt: JWK Set holds no usable signing key (%d skipped; key %d: %s)", len(snap.skipped), s.index, s.reason)
+		}
 		return nil, errors.New("grpcjwt: JWK Set holds no usable signing key")
 	}
 	return snap, nil
+}
+
+// jwkKID returns the string "kid" of a JWK, or "".
+func jwkKID(raw []byte) string {
+	var k struct {
+		Kid any `json:"kid"`
+	}
+	if json.Unmarshal(raw, &k) != nil {
+		return ""
+	}
+	kid, _ := k.Kid.(string)
+	return kid
 }
 
 // lookup returns the keys that may verify a token with this kid and alg,
@@ -475,6 +536,7 @@ type remoteSource struct {
 	followUpUsed bool       // a follow-up fetch ran since lastOnDemand
 	failing      bool       // inside a run of failed fetches (logged once)
 	lastTTL      time.Duration
+	skipsSeen    map[string]bool // keySkip ids of the last fetch, logged then
 }
 
 // fetchCall is one fetch shared by every caller that waits for it.
@@ -688,7 +750,10 @@ func (r *remoteSource) fetch(ctx context.Context) error {
 	snap.loaded = start
 	r.lastTTL = ttl
 	r.ks.install(snap)
+	seen := r.skipsSeen
+	r.skipsSeen = skipIDs(snap.skipped)
 	r.mu.Unlock()
+	logSkips(r.o.logger, snap.skipped, seen) // only what the last fetch did not skip
 	if recovered {
 		r.o.logger.Info("grpcjwt: JWKS fetch recovered", "keys", len(snap.all))
 	}
@@ -722,7 +787,7 @@ func (r *remoteSource) download(ctx context.Context) (*keySnapshot, time.Duratio
 	if err != nil {
 		return nil, 0, err
 	}
-	snap, err := parseKeySet(body, r.o.maxKeys, r.o.logger)
+	snap, err := parseKeySet(body, r.o.maxKeys)
 	if err != nil {
 		return nil, 0, err
 	}

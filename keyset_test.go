@@ -1324,8 +1324,11 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 		name   string
 		signer *grpcjwttest.Key // signs a token naming the bad key's kid
 		bad    json.RawMessage
+		quiet  bool // an encryption key: skipped at Debug, not Warn
 	}{
-		{name: "use enc", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", "enc"))},
+		{name: "use enc", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", "enc")), quiet: true},
+		{name: "use enc with a JWE alg", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", "enc", "alg", "RSA-OAEP-256")), quiet: true},
+		{name: "use other than sig or enc", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", "tls"))},
 		{name: "key_ops without verify", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{"encrypt", "wrapKey"}))},
 		{name: "empty key_ops", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{}))},
 		{name: "symmetric oct key", signer: ecKey, bad: json.RawMessage(`{"kty":"oct","kid":"` + ecKey.ID + `","alg":"HS256","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}`)},
@@ -1335,7 +1338,8 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 		{name: "bad base64", signer: ecKey, bad: ksJWK(t, ecKey, set("x", "not*base64url!"))},
 		{name: "RSA of 1024 bits", signer: weak, bad: ksJWK(t, weak, nil)},
 		{name: "alg ES256 on an RSA key", signer: rsaKey, bad: ksJWK(t, rsaKey, set("alg", "ES256"))},
-		{name: "alg RSA-OAEP", signer: rsaKey, bad: ksJWK(t, rsaKey, set("alg", "RSA-OAEP"))},
+		{name: "alg RSA-OAEP", signer: rsaKey, bad: ksJWK(t, rsaKey, set("alg", "RSA-OAEP")), quiet: true},
+		{name: "alg ECDH-ES", signer: ecKey, bad: ksJWK(t, ecKey, set("use", nil, "alg", "ECDH-ES")), quiet: true},
 		{name: "alg HS256 on an RSA key", signer: rsaKey, bad: ksJWK(t, rsaKey, set("alg", "HS256"))},
 		{name: "kid not a string", signer: ecKey, bad: ksJWK(t, ecKey, set("kid", 42))},
 		{name: "not a JSON object", signer: ecKey, bad: json.RawMessage(`["kty","EC"]`)},
@@ -1353,8 +1357,15 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 				if got := len(ks.cur.Load().all); got != 1 {
 					t.Errorf("%s: usable keys: got %d, want 1", order, got)
 				}
-				if got := logs.count(slog.LevelWarn, ksMsgSkipped); got != 1 {
-					t.Errorf("%s: skip warnings: got %d, want 1", order, got)
+				level := slog.LevelWarn
+				if tt.quiet {
+					level = slog.LevelDebug
+				}
+				if got := logs.count(level, ksMsgSkipped); got != 1 {
+					t.Errorf("%s: skips logged at %v: got %d, want 1", order, level, got)
+				}
+				if got := logs.count(slog.LevelWarn, ksMsgSkipped) + logs.count(slog.LevelDebug, ksMsgSkipped); got != 1 {
+					t.Errorf("%s: skips logged: got %d, want 1", order, got)
 				}
 				if _, err := v.Verify(t.Context(), ksSign(good, nil)); err != nil {
 					t.Errorf("%s: good key beside the unusable one: got %v, want success", order, err)
@@ -1364,8 +1375,9 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 					t.Errorf("%s: token naming the unusable key: got %v, want %v", order, err, ErrUnknownKey)
 				}
 			}
-			if _, err := NewStaticKeyset(ksDoc(tt.bad), WithKeysetLogger(ksQuiet())); err == nil {
-				t.Error("NewStaticKeyset of only the unusable key: got nil error, want an error")
+			_, err := NewStaticKeyset(ksDoc(tt.bad), WithKeysetLogger(ksQuiet()))
+			if err == nil || !strings.Contains(err.Error(), "no usable signing key (1 skipped; key 0: ") {
+				t.Errorf("NewStaticKeyset of only the unusable key: got %v, want an error naming the reason", err)
 			}
 		})
 	}
@@ -1391,6 +1403,53 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 			t.Error("NewStaticKeyset of 3 keys with WithMaxKeys(2): got nil error, want an error")
 		}
 	})
+}
+
+// TestKeysetSkipLoggedOnce checks that a remote keyset reports an unusable
+// key when it first appears, not again on every refresh that still finds
+// it, and again if it returns after a refresh without it.
+func TestKeysetSkipLoggedOnce(t *testing.T) {
+	good := grpcjwttest.NewKey("ES256")
+	weakKey := func(kid string) json.RawMessage {
+		k, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ksJWK(t, &grpcjwttest.Key{ID: kid, Algorithm: "RS256", Signer: k}, nil)
+	}
+	weak1, weak2 := weakKey("weak-1"), weakKey("weak-2")
+	enc := ksJWK(t, ksRSAKey("enc-1", "RS256"), func(m map[string]any) { m["use"], m["alg"] = "enc", "RSA-OAEP" })
+	withEnc := ksDoc(ksJWK(t, good, nil), weak1, enc)
+	withWeak2 := ksDoc(ksJWK(t, good, nil), weak1, weak2)
+	var doc atomic.Pointer[[]byte]
+	doc.Store(&withEnc)
+	srv := ksNewServer(t, func() []byte { return *doc.Load() })
+	logs := &ksLogs{}
+	ks := ksRemote(t, srv.url(), srv.Client(), WithKeysetLogger(logs.logger()))
+	refresh := func() {
+		t.Helper()
+		if err := ks.remote.fetch(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(when string, warns, debugs int) {
+		t.Helper()
+		if w, d := logs.count(slog.LevelWarn, ksMsgSkipped), logs.count(slog.LevelDebug, ksMsgSkipped); w != warns || d != debugs {
+			t.Errorf("%s: skips logged at Warn %d and Debug %d, want %d and %d", when, w, d, warns, debugs)
+		}
+	}
+	ksEventually(t, "the first fetch", func() bool { return ks.cur.Load() != nil })
+	want("after the first fetch", 1, 1) // weak-1, and enc-1 quietly
+	for range 3 {
+		refresh()
+	}
+	want("after three refreshes of the same document", 1, 1)
+	doc.Store(&withWeak2)
+	refresh()
+	want("after weak-2 appeared", 2, 1)
+	doc.Store(&withEnc)
+	refresh()
+	want("after enc-1 returned", 2, 2)
 }
 
 func TestKeysetDuplicateKids(t *testing.T) {

@@ -117,14 +117,20 @@ func loadKeys(doc []byte) (snap *keySnapshot, skipped string, err error) {
 		},
 	}))
 	if isJWKSet(doc) {
-		snap, err = parseKeySet(doc, 100, log)
+		snap, err = parseKeySet(doc, 100)
+		if snap != nil {
+			logSkips(log, snap.skipped, nil)
+		}
 		return snap, strings.TrimSpace(logBuf.String()), err
 	}
 	if _, err := parseJWK(doc); err != nil {
 		return nil, "", fmt.Errorf("JWK refused: %v", err)
 	}
 	set := append(append([]byte(`{"keys":[`), doc...), "]}"...)
-	snap, err = parseKeySet(set, 1, log)
+	snap, err = parseKeySet(set, 1)
+	if snap != nil {
+		logSkips(log, snap.skipped, nil)
+	}
 	return snap, strings.TrimSpace(logBuf.String()), err
 }
 
