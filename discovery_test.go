@@ -121,6 +121,34 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
+// TestDiscoverIssuerShapes discovers issuers shaped like real providers':
+// a root with a trailing slash (Auth0), a path (Logto, Keycloak, Okta) and
+// a path with a trailing slash; the document is found at the OpenID
+// location and its issuer must equal the one asked for, slash included.
+func TestDiscoverIssuerShapes(t *testing.T) {
+	for _, tc := range []struct{ name, path, docPath string }{
+		{"root with trailing slash", "/", "/.well-known/openid-configuration"},
+		{"path", "/realms/acme", "/realms/acme/.well-known/openid-configuration"},
+		{"path with a version", "/tenant-id/v2.0", "/tenant-id/v2.0/.well-known/openid-configuration"},
+		{"path with trailing slash", "/oauth2/default/", "/oauth2/default/.well-known/openid-configuration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := metadataServer(t, map[string]func(string) any{
+				tc.docPath: func(base string) any {
+					return map[string]any{"issuer": base + tc.path, "jwks_uri": base + "/keys"}
+				},
+			})
+			md, err := grpcjwt.Discover(t.Context(), srv.URL+tc.path)
+			if err != nil {
+				t.Fatalf("Discover(%q): %v", srv.URL+tc.path, err)
+			}
+			if md.Issuer != srv.URL+tc.path || md.JWKSURI != srv.URL+"/keys" {
+				t.Errorf("got issuer %q and jwks_uri %q, want %q and %q", md.Issuer, md.JWKSURI, srv.URL+tc.path, srv.URL+"/keys")
+			}
+		})
+	}
+}
+
 // TestDiscoverHTTPSDowngrade: an https issuer may not point at a plain-http
 // JWK Set.
 func TestDiscoverHTTPSDowngrade(t *testing.T) {
