@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Verifier decides whether to trust a raw JWT access token: a compact JWS
@@ -379,6 +380,7 @@ func (v *Verifier) verifyTokenHit(ctx context.Context, raw string) (*Claims, boo
 // claims sets spill to the heap.
 const (
 	headerBytesOnStack   = 512 // the decoded header
+	sigBytesOnStack      = 512 // the decoded signature
 	claimsMembersOnStack = 24  // the members of the claims set
 )
 
@@ -433,19 +435,21 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 		return nil, nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
 	}
 
-	// One allocation holds a copy of the signing input and the decoded
-	// signature and claims set. The hash functions and ed25519.Verify take
-	// the signing input as a []byte, and converting the string would
-	// allocate that copy anyway.
-	buf := make([]byte, d2+b64.DecodedLen(len(sigB64))+b64.DecodedLen(len(payB64)))
-	signingInput := buf[:copy(buf, raw[:d2])]
-	free := buf[d2:]
-	sig, err := b64decodeTo(free, sigB64)
+	// The signing input is read in place, as raw's own prefix: the hash
+	// functions and ed25519.Verify take a []byte but only read it.
+	signingInput := unsafe.Slice(unsafe.StringData(raw), d2)
+	// A signature of the usual size (512 bytes for RSA-4096) is decoded
+	// on the stack.
+	var sigStack [sigBytesOnStack]byte
+	sigBuf := sigStack[:]
+	if n := b64.DecodedLen(len(sigB64)); n > len(sigBuf) {
+		sigBuf = make([]byte, n)
+	}
+	sig, err := b64decodeTo(sigBuf, sigB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
 	}
-	free = free[len(sig):]
-	payJSON, err := b64decodeTo(free, payB64)
+	payJSON, err := b64decodeTo(make([]byte, b64.DecodedLen(len(payB64))), payB64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
@@ -466,9 +470,10 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	}
 
 	// The signature holds: from here on the claims are the issuer's. The
-	// claims set becomes a string once; the claims are substrings of it.
+	// decoded claims set becomes a string without a copy (nothing writes
+	// to payJSON after its decoding); the claims are substrings of it.
 	var members [claimsMembersOnStack]jsonMember
-	c, m, err := parseClaims(string(payJSON), v.o.scopeClaims, members[:0])
+	c, m, err := parseClaims(unsafe.String(unsafe.SliceData(payJSON), len(payJSON)), v.o.scopeClaims, members[:0])
 	if err != nil {
 		return nil, nil, err
 	}
