@@ -220,8 +220,8 @@ func WithScopeClaims(names ...string) VerifierOption {
 // of at most maxTokenBytes each, each kept at most maxAge and never past its
 // "exp". A hit re-checks "exp" and "nbf" and that the signing key is still
 // in the keyset, and skips the signature check. Only tokens that verified
-// are cached. The defaults are 10,000 entries, 8 KiB and 10 minutes;
-// entries of zero turns the cache off.
+// are cached; a full cache drops its oldest entries first. The defaults are
+// 10,000 entries, 8 KiB and 10 minutes; entries of zero turns the cache off.
 func WithTokenCache(entries, maxTokenBytes int, maxAge time.Duration) VerifierOption {
 	return func(o *verifierOptions) error {
 		if entries < 0 || maxTokenBytes < 0 || maxAge < 0 {
