@@ -1345,19 +1345,7 @@ func TestStreamExpiry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		after := 0 // messages received 200 ms or more after expiry
-		for after < 5 {
-			m, err := st.Recv()
-			if err != nil {
-				t.Fatalf("public stream ended with %v; want it to outlive the optional token", err)
-			}
-			if sub := string(m.GetPayload().GetBody()); sub != "user-123" {
-				t.Fatalf("handler saw subject %q, want the optional token's user-123", sub)
-			}
-			if time.Since(exp) > 200*time.Millisecond {
-				after++
-			}
-		}
+		itRecvPastExpiry(t, st, exp, "the optional token")
 		cancel()
 	})
 
@@ -1369,19 +1357,7 @@ func TestStreamExpiry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		after := 0 // messages received 200 ms or more after expiry
-		for after < 5 {
-			m, err := st.Recv()
-			if err != nil {
-				t.Fatalf("stream ended with %v; want it to outlive the token", err)
-			}
-			if sub := string(m.GetPayload().GetBody()); sub != "user-123" {
-				t.Fatalf("handler saw subject %q, want user-123", sub)
-			}
-			if time.Since(exp) > 200*time.Millisecond {
-				after++
-			}
-		}
+		itRecvPastExpiry(t, st, exp, "the token")
 		cancel() // the test's own bound
 		for {
 			if _, err := st.Recv(); err != nil {
@@ -1508,5 +1484,25 @@ func TestRuleAudienceReplacesVerifier(t *testing.T) {
 	}
 	if o := itCallBidi(orders, c, 1); o.code != codes.OK {
 		t.Errorf("verifier audience on a method without a rule: got %v %q, want OK", o.code, o.msg)
+	}
+}
+
+// itRecvPastExpiry reads st until it has received five messages 200 ms or
+// more after exp, failing t if the stream ends first or a message names
+// another subject than whose's user-123: the stream outlives whose expiry.
+func itRecvPastExpiry(t *testing.T, st testpb.TestService_StreamingOutputCallClient, exp time.Time, whose string) {
+	t.Helper()
+	after := 0
+	for after < 5 {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatalf("stream ended with %v; want it to outlive %s", err, whose)
+		}
+		if sub := string(m.GetPayload().GetBody()); sub != "user-123" {
+			t.Fatalf("handler saw subject %q, want %s's user-123", sub, whose)
+		}
+		if time.Since(exp) > 200*time.Millisecond {
+			after++
+		}
 	}
 }
