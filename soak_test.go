@@ -908,17 +908,7 @@ func soakCallOut(ctx context.Context, c testpb.TestServiceClient) soakGot {
 		got.code, got.msg = soakStatus(err)
 		return got
 	}
-	var subs []string
-	for {
-		m, err := st.Recv()
-		if err != nil {
-			if err != io.EOF {
-				got.code, got.msg = soakStatus(err)
-			}
-			break
-		}
-		subs = append(subs, string(m.GetPayload().GetBody()))
-	}
+	subs := soakDrain(st.Recv, &got, nil)
 	hdr, _ := st.Header()
 	got.sub = strings.Join(hdr.Get("x-sub"), ",")
 	got.detail = soakCheckSubs(got, subs)
@@ -951,21 +941,27 @@ func soakCallBidi(ctx context.Context, c testpb.TestServiceClient) soakGot {
 	}
 	if !failed {
 		st.CloseSend()
-		for {
-			m, err := st.Recv()
-			if err != nil {
-				if err != io.EOF {
-					got.code, got.msg = soakStatus(err)
-				}
-				break
-			}
-			subs = append(subs, string(m.GetPayload().GetBody()))
-		}
+		subs = soakDrain(st.Recv, &got, subs)
 	}
 	hdr, _ := st.Header()
 	got.sub = strings.Join(hdr.Get("x-sub"), ",")
 	got.detail = soakCheckSubs(got, subs)
 	return got
+}
+
+// soakDrain appends to subs the subject of every message recv returns until
+// the stream ends, and records in got the status it ended with, if not OK.
+func soakDrain(recv func() (*testpb.StreamingOutputCallResponse, error), got *soakGot, subs []string) []string {
+	for {
+		m, err := recv()
+		if err != nil {
+			if err != io.EOF {
+				got.code, got.msg = soakStatus(err)
+			}
+			return subs
+		}
+		subs = append(subs, string(m.GetPayload().GetBody()))
+	}
 }
 
 // soakCheckSubs checks a stream's messages: soakStreamMsgs of them, each
