@@ -358,19 +358,25 @@ func itCallOut(ctx context.Context, c testpb.TestServiceClient, n int) itOutcome
 		o.code, o.msg = itStatus(err)
 		return o
 	}
+	itDrain(st.Recv, &o)
+	o.header, _ = st.Header()
+	o.trailer = st.Trailer()
+	return o
+}
+
+// itDrain records in o the subject of every message recv returns until the
+// stream ends, and the status it ended with, if not OK.
+func itDrain(recv func() (*testpb.StreamingOutputCallResponse, error), o *itOutcome) {
 	for {
-		m, err := st.Recv()
+		m, err := recv()
 		if err != nil {
 			if err != io.EOF {
 				o.code, o.msg = itStatus(err)
 			}
-			break
+			return
 		}
 		o.subs = append(o.subs, string(m.GetPayload().GetBody()))
 	}
-	o.header, _ = st.Header()
-	o.trailer = st.Trailer()
-	return o
 }
 
 // itCallIn makes a client-streaming call sending n messages.
@@ -407,16 +413,7 @@ func itCallBidi(ctx context.Context, c testpb.TestServiceClient, n int) itOutcom
 		}
 	}
 	st.CloseSend()
-	for {
-		m, err := st.Recv()
-		if err != nil {
-			if err != io.EOF {
-				o.code, o.msg = itStatus(err)
-			}
-			break
-		}
-		o.subs = append(o.subs, string(m.GetPayload().GetBody()))
-	}
+	itDrain(st.Recv, &o)
 	o.header, _ = st.Header()
 	o.trailer = st.Trailer()
 	return o
