@@ -118,40 +118,40 @@ const (
 // Duplicate names resolve to the last one (RFC 7519 §4, as ECMAScript's
 // JSON.parse does), and names match exactly, case-sensitively.
 //
-// It returns the claims set's members too, for the presence checks of
-// checkClaims, appended to members: a buffer of the caller's (nil will do)
-// that spares a typical claims set an allocation.
-func parseClaims(payload string, scopeClaims []string, members jsonObject) (*Claims, jsonObject, error) {
+// It fills in c, and returns the claims set's members too, for the
+// presence checks of checkClaims, appended to members: a buffer of the
+// caller's (nil will do) that spares a typical claims set an allocation.
+func parseClaims(c *Claims, payload string, scopeClaims []string, members jsonObject) (jsonObject, error) {
 	if !utf8.ValidString(payload) {
-		return nil, nil, fmt.Errorf("%w: claims set is not valid UTF-8", ErrMalformed)
+		return nil, fmt.Errorf("%w: claims set is not valid UTF-8", ErrMalformed)
 	}
 	m, err := parseJSONObject(payload, members[:0])
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: the claims set is not a JSON object", ErrMalformed)
+		return nil, fmt.Errorf("%w: the claims set is not a JSON object", ErrMalformed)
 	}
 	// The strings are substrings of payload unless they hold escapes, so
-	// the claims set costs the Claims and one slice for Audience and Scopes.
-	c := &Claims{payload: payload}
+	// the claims set costs one slice for Audience and Scopes.
+	*c = Claims{payload: payload}
 	if c.Issuer, err = stringClaim(m, "iss"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.Subject, err = stringClaim(m, "sub"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.ID, err = stringClaim(m, "jti"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.ClientID, err = stringClaim(m, "client_id"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.ClientID == "" {
 		if c.ClientID, err = stringClaim(m, "azp"); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if cnf, ok := m.get("cnf"); ok {
 		if c.CertificateThumbprint, err = certThumbprint(cnf); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	// Count the strings of "aud" and of the scope claims (which checks
@@ -159,24 +159,24 @@ func parseClaims(payload string, scopeClaims []string, members jsonObject) (*Cla
 	aud, hasAud := m.get("aud")
 	nAud, nScopes := 0, 0
 	if hasAud && !eachString(aud, false, func(string) { nAud++ }) {
-		return nil, nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, "aud")
+		return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, "aud")
 	}
 	if c.Expiry, err = dateClaim(m, "exp"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.NotBefore, err = dateClaim(m, "nbf"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if c.IssuedAt, err = dateClaim(m, "iat"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, name := range scopeClaims {
 		if v, ok := m.get(name); ok && !eachString(v, true, func(string) { nScopes++ }) {
-			return nil, nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
+			return nil, fmt.Errorf("%w: claim %q is not a string or an array of strings", ErrMalformed, name)
 		}
 	}
 	if !hasAud && nScopes == 0 {
-		return c, m, nil
+		return m, nil
 	}
 	strs := make([]string, 0, nAud+nScopes)
 	add := func(s string) { strs = append(strs, s) }
@@ -195,7 +195,7 @@ func parseClaims(payload string, scopeClaims []string, members jsonObject) (*Cla
 	if nScopes > 0 {
 		c.Scopes = strs[nAud:]
 	}
-	return c, m, nil
+	return m, nil
 }
 
 func stringClaim(m jsonObject, name string) (string, error) {

@@ -17,8 +17,11 @@ func ctParse(t *testing.T, payload string, scopeClaims ...string) (*Claims, erro
 	if len(scopeClaims) == 0 {
 		scopeClaims = []string{"scope"}
 	}
-	c, _, err := parseClaims(payload, scopeClaims, nil)
-	return c, err
+	c := new(Claims)
+	if _, err := parseClaims(c, payload, scopeClaims, nil); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func ctMustParse(t *testing.T, payload string, scopeClaims ...string) *Claims {

@@ -277,7 +277,7 @@ func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
 	}
 	v := &Verifier{keys: keys, o: o}
 	if o.cacheEntries > 0 && o.cacheTokenBytes > 0 && o.cacheMaxAge > 0 {
-		v.cache = newTokenCache(o.cacheEntries)
+		v.cache = newTokenCache(o.cacheEntries, cacheShards)
 	}
 	return v, nil
 }
@@ -354,26 +354,30 @@ func (v *Verifier) verifyTokenHit(ctx context.Context, raw string) (*Claims, boo
 		return nil, false, fmt.Errorf("%w: token of %d bytes exceeds the limit of %d", ErrMalformed, len(raw), v.o.maxTokenBytes)
 	}
 	now := v.o.now()
-	if v.cache != nil {
-		if e := v.cache.get(raw); e != nil && v.keys.usable(e.key) && now.Before(e.until) {
-			if err := v.checkTimes(e.claims, now); err != nil {
+	keep := v.cache != nil && len(raw) <= v.o.cacheTokenBytes
+	var h uint64
+	if keep {
+		h = v.cache.hash(raw)
+		if e := v.cache.lookup(raw, h); e != nil && v.keys.usable(e.key) && now.Before(e.until) {
+			if err := v.checkTimes(&e.claims, now); err != nil {
 				return nil, true, err
 			}
-			return e.claims, true, nil
+			return &e.claims, true, nil
 		}
 	}
-	c, key, err := v.verify(ctx, raw, now)
+	e, err := v.verify(ctx, raw, now, keep)
 	if err != nil {
 		return nil, false, err
 	}
-	if v.cache != nil && len(raw) <= v.o.cacheTokenBytes {
-		until := now.Add(v.o.cacheMaxAge)
-		if exp := c.Expiry.Add(v.o.leeway); exp.Before(until) {
-			until = exp
+	if keep {
+		e.hash = h
+		e.until = now.Add(v.o.cacheMaxAge)
+		if exp := e.claims.Expiry.Add(v.o.leeway); exp.Before(e.until) {
+			e.until = exp
 		}
-		v.cache.put(raw, &cacheEntry{claims: c, key: key, until: until})
+		v.cache.put(e)
 	}
-	return c, false, nil
+	return &e.claims, false, nil
 }
 
 // Sizes of buffers that verify keeps in its stack frame; larger headers and
@@ -384,24 +388,26 @@ const (
 	claimsMembersOnStack = 24  // the members of the claims set
 )
 
-// verify is Verify without the cache; it returns the key that verified.
-func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, *verifyKey, error) {
+// verify is Verify without the cache. It returns the claims in a
+// cacheEntry with the key that verified; with keep, the entry's token is a
+// copy of raw, ready for the cache.
+func (v *Verifier) verify(ctx context.Context, raw string, now time.Time, keep bool) (*cacheEntry, error) {
 	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
-		return nil, nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
+		return nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
 	}
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	d2 := d1 + 1 + strings.IndexByte(raw[d1+1:], '.')
 	if d2 == d1 {
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	if strings.IndexByte(raw[d2+1:], '.') >= 0 {
 		if strings.Count(raw, ".") == 4 {
-			return nil, nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
+			return nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
 		}
-		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
 
@@ -415,24 +421,24 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	}
 	hdrJSON, err := b64decodeTo(hdrBuf, hdrB64)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	h, err := parseHeader(hdrJSON)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	a := parseAlg(h.alg)
 	if a == algInvalid || !v.o.algs.has(a) {
-		return nil, nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
+		return nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
 	}
 	if h.crit {
-		return nil, nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
+		return nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
 	}
 	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
-		return nil, nil, fmt.Errorf("%w: nested JWTs are not accepted", ErrMalformed)
+		return nil, fmt.Errorf("%w: nested JWTs are not accepted", ErrMalformed)
 	}
 	if !v.typeAccepted(h.typ) {
-		return nil, nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
+		return nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
 	}
 
 	// The signing input is read in place, as raw's own prefix: the hash
@@ -447,16 +453,24 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	}
 	sig, err := b64decodeTo(sigBuf, sigB64)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
 	}
-	payJSON, err := b64decodeTo(make([]byte, b64.DecodedLen(len(payB64))), payB64)
+	// The claims set is decoded into a buffer of its own, which it keeps;
+	// a token to be cached has its copy in the front of the same buffer,
+	// so that the cache entry holds one object for both.
+	front := 0
+	if keep {
+		front = len(raw)
+	}
+	buf := make([]byte, front+b64.DecodedLen(len(payB64)))
+	payJSON, err := b64decodeTo(buf[front:], payB64)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
 
 	keys, err := v.keys.lookup(ctx, h.kid, a, v.o.maxKeyAttempts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var key *verifyKey
 	for _, k := range keys {
@@ -466,21 +480,27 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 		}
 	}
 	if key == nil {
-		return nil, nil, ErrSignature
+		return nil, ErrSignature
 	}
 
 	// The signature holds: from here on the claims are the issuer's. The
-	// decoded claims set becomes a string without a copy (nothing writes
-	// to payJSON after its decoding); the claims are substrings of it.
+	// decoded claims set, and the token's copy, become strings without a
+	// copy (nothing writes to buf after this); the claims are substrings
+	// of the claims set.
+	e := &cacheEntry{key: key}
 	var members [claimsMembersOnStack]jsonMember
-	c, m, err := parseClaims(unsafe.String(unsafe.SliceData(payJSON), len(payJSON)), v.o.scopeClaims, members[:0])
+	m, err := parseClaims(&e.claims, unsafe.String(unsafe.SliceData(payJSON), len(payJSON)), v.o.scopeClaims, members[:0])
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := v.checkClaims(c, m, now); err != nil {
-		return nil, nil, err
+	if err := v.checkClaims(&e.claims, m, now); err != nil {
+		return nil, err
 	}
-	return c, key, nil
+	if keep {
+		copy(buf, raw)
+		e.token = unsafe.String(unsafe.SliceData(buf), len(raw))
+	}
+	return e, nil
 }
 
 // checkClaims applies the issuer, time and required-claim checks.

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -849,7 +850,7 @@ func TestVerifyCacheRechecksExpiry(t *testing.T) {
 	if e == nil {
 		t.Fatal("entry gone")
 	}
-	v.cache.put(tok, &cacheEntry{claims: e.claims, key: e.key, until: vtEpoch.Add(24 * time.Hour)})
+	v.cache.put(&cacheEntry{claims: e.claims, token: e.token, hash: e.hash, key: e.key, until: vtEpoch.Add(24 * time.Hour)})
 	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrExpired) {
 		t.Errorf("cache entry past exp: got %v, want ErrExpired", err)
 	}
@@ -981,8 +982,8 @@ func TestVerifyCacheEvictsOldest(t *testing.T) {
 			v.cache.get(a) != nil, v.cache.get(b) != nil, v.cache.len())
 	}
 	e := v.cache.get(b)
-	v.cache.put(b, e)
-	v.cache.put(b, e)
+	v.cache.put(e)
+	v.cache.put(e)
 	if v.cache.get(b) != e || v.cache.len() != 1 {
 		t.Errorf("b put again: %d entries, want 1", v.cache.len())
 	}
@@ -994,7 +995,8 @@ func TestVerifyCacheEvictsOldest(t *testing.T) {
 	inShard := map[*cacheShard][]string{}
 	for i := range 10 * entries {
 		tok := f.tok(vtSet("jti", fmt.Sprint(i)))
-		inShard[v.cache.shard(tok)] = append(inShard[v.cache.shard(tok)], tok)
+		s := v.cache.shard(v.cache.hash(tok))
+		inShard[s] = append(inShard[s], tok)
 		if _, err := v.Verify(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
@@ -1015,6 +1017,40 @@ func TestVerifyCacheEvictsOldest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestVerifyCacheEntryObjects checks that a cached token holds three heap
+// objects: its entry, one buffer for the token and its claims set, and the
+// slice of its audiences and scopes. A full cache is live heap that every
+// garbage collection marks object by object, so each one more per entry
+// costs every RPC of a busy server.
+func TestVerifyCacheEntryObjects(t *testing.T) {
+	f := newVTFixture(t)
+	const n = 1000
+	v := f.verifier(t, vtCase{keys: f.static, opts: f.opts(WithTokenCache(n, 8<<10, time.Hour))}, true)
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = f.tok(vtSet("jti", fmt.Sprint(i)), vtSet("scope", "read write"))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, tok := range toks {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := v.cache.len()
+	// The shards' tables and rings add a few objects for the whole cache.
+	if per := float64(int64(after.HeapObjects)-int64(before.HeapObjects)) / float64(held); held < n/2 || per > 3.25 {
+		t.Errorf("%d cached tokens hold %.2f heap objects each, want at most 3.25", held, per)
+	}
+	// Until here, so that the collection above does not free the tokens,
+	// which were allocated before the count began.
+	runtime.KeepAlive(toks)
+	runtime.KeepAlive(v)
 }
 
 // TestVerifyCacheRetiredKey checks that a cached token stops verifying once
