@@ -12,8 +12,9 @@ package grpcjwt
 // to parse a header parameter that grpcjwt never reads
 // (diffIgnoredHeaderParams).
 //
-// grpcjwt's acceptance is that of verifyCompact (vectors_test.go): the steps
-// of Verifier.verify up to the signature, with the default options. go-jose
+// grpcjwt's acceptance is that of Verifier.verifyJWS, the production steps
+// of Verifier.verify up to the claims, run by verifyCompact (vectors_test.go)
+// with the default options and a static keyset. go-jose
 // parses the token with jose.ParseSignedCompact, allowing every algorithm
 // grpcjwt supports plus HS256/384/512 (so that the HMAC difference shows),
 // and verifies it with each key of the key document in turn: a token counts

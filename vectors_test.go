@@ -7,6 +7,7 @@ package grpcjwt
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -134,67 +135,17 @@ func loadKeys(doc []byte) (snap *keySnapshot, skipped string, err error) {
 	return snap, strings.TrimSpace(logBuf.String()), err
 }
 
-// verifyCompact runs on raw the steps that Verifier.verify takes before it
-// reads the claims, with the default options (every supported algorithm,
-// "typ" JWT, at+jwt or absent, at most 4 candidate keys for a token without
-// "kid"): reject the JSON serialization and JWE, split the compact JWS,
-// b64decode, parseHeader, parseAlg, the crit/cty/typ checks, snap.find and
-// verifySignature. It returns the key whose signature verified.
+// verifyCompact runs Verifier.verifyJWS, the steps of Verifier.verify up
+// to the claims, on raw with a static keyset of snap and the default
+// options (every supported algorithm, "typ" JWT, at+jwt or absent, at most
+// 4 candidate keys for a token without "kid"). It returns the key whose
+// signature verified.
 func verifyCompact(snap *keySnapshot, raw string) (*verifyKey, error) {
-	v := &Verifier{o: defaultVerifierOptions()}
-	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
-		return nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
-	}
-	if strings.Count(raw, ".") != 2 {
-		if strings.Count(raw, ".") == 4 {
-			return nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
-		}
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	hdrB64, rest, _ := strings.Cut(raw, ".")
-	payB64, sigB64, _ := strings.Cut(rest, ".")
-	hdrJSON, err := b64decode(hdrB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
-	}
-	h, err := parseHeader(hdrJSON)
-	if err != nil {
-		return nil, err
-	}
-	a := parseAlg(h.alg)
-	if a == algInvalid || !v.o.algs.has(a) {
-		return nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
-	}
-	if h.crit {
-		return nil, fmt.Errorf("%w: crit header", ErrMalformed)
-	}
-	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
-		return nil, fmt.Errorf("%w: nested JWT", ErrMalformed)
-	}
-	if !v.typeAccepted(h.typ) {
-		return nil, ErrTokenType
-	}
-	sig, err := b64decode(sigB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
-	}
-	if _, err := b64decode(payB64); err != nil {
-		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
-	}
-	keys, known := snap.find(h.kid, a, v.o.maxKeyAttempts)
-	if len(keys) == 0 {
-		if known {
-			return nil, fmt.Errorf("%w: the key named by kid does not allow %s", ErrAlgorithm, a)
-		}
-		return nil, ErrUnknownKey
-	}
-	signingInput := raw[:len(hdrB64)+1+len(payB64)]
-	for _, k := range keys {
-		if verifySignature(a, k, []byte(signingInput), sig) {
-			return k, nil
-		}
-	}
-	return nil, ErrSignature
+	ks := &Keyset{}
+	ks.cur.Store(snap)
+	v := &Verifier{keys: ks, o: defaultVerifierOptions()}
+	k, _, _, err := v.verifyJWS(context.Background(), raw, 0)
+	return k, err
 }
 
 // checkSecretsRefused asserts that no JWK of doc that carries private or

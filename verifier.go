@@ -392,95 +392,15 @@ const (
 // cacheEntry with the key that verified; with keep, the entry's token is a
 // copy of raw, ready for the cache.
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time, keep bool) (*cacheEntry, error) {
-	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
-		return nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
-	}
-	d1 := strings.IndexByte(raw, '.')
-	if d1 < 0 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	d2 := d1 + 1 + strings.IndexByte(raw[d1+1:], '.')
-	if d2 == d1 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	if strings.IndexByte(raw[d2+1:], '.') >= 0 {
-		if strings.Count(raw, ".") == 4 {
-			return nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
-		}
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
-
-	// A header of the usual size is decoded on the stack (parseHeader
-	// copies it into a string), so that a token refused for its header
-	// costs no more.
-	var hdrStack [headerBytesOnStack]byte
-	hdrBuf := hdrStack[:]
-	if n := b64.DecodedLen(len(hdrB64)); n > len(hdrBuf) {
-		hdrBuf = make([]byte, n)
-	}
-	hdrJSON, err := b64decodeTo(hdrBuf, hdrB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
-	}
-	h, err := parseHeader(hdrJSON)
-	if err != nil {
-		return nil, err
-	}
-	a := parseAlg(h.alg)
-	if a == algInvalid || !v.o.algs.has(a) {
-		return nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
-	}
-	if h.crit {
-		return nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
-	}
-	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
-		return nil, fmt.Errorf("%w: nested JWTs are not accepted", ErrMalformed)
-	}
-	if !v.typeAccepted(h.typ) {
-		return nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
-	}
-
-	// The signing input is read in place, as raw's own prefix: the hash
-	// functions and ed25519.Verify take a []byte but only read it.
-	signingInput := unsafe.Slice(unsafe.StringData(raw), d2)
-	// A signature of the usual size (512 bytes for RSA-4096) is decoded
-	// on the stack.
-	var sigStack [sigBytesOnStack]byte
-	sigBuf := sigStack[:]
-	if n := b64.DecodedLen(len(sigB64)); n > len(sigBuf) {
-		sigBuf = make([]byte, n)
-	}
-	sig, err := b64decodeTo(sigBuf, sigB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
-	}
-	// The claims set is decoded into a buffer of its own, which it keeps;
-	// a token to be cached has its copy in the front of the same buffer,
-	// so that the cache entry holds one object for both.
+	// A token to be cached gets its copy in the front of the claims set's
+	// buffer, so that the cache entry holds one object for both.
 	front := 0
 	if keep {
 		front = len(raw)
 	}
-	buf := make([]byte, front+b64.DecodedLen(len(payB64)))
-	payJSON, err := b64decodeTo(buf[front:], payB64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
-	}
-
-	keys, err := v.keys.lookup(ctx, h.kid, a, v.o.maxKeyAttempts)
+	key, buf, payJSON, err := v.verifyJWS(ctx, raw, front)
 	if err != nil {
 		return nil, err
-	}
-	var key *verifyKey
-	for _, k := range keys {
-		if verifySignature(a, k, signingInput, sig) {
-			key = k
-			break
-		}
-	}
-	if key == nil {
-		return nil, ErrSignature
 	}
 
 	// The signature holds: from here on the claims are the issuer's. The
@@ -501,6 +421,93 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time, keep b
 		e.token = unsafe.String(unsafe.SliceData(buf), len(raw))
 	}
 	return e, nil
+}
+
+// verifyJWS is verify up to the claims: it checks that raw is a compact
+// JWS whose header this verifier accepts and whose signature one of its
+// keys verifies, and returns that key and the decoded claims set, payJSON,
+// which is buf from its front'th byte on. The differential test and
+// FuzzDifferentialJOSE hold it to go-jose's verification.
+func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *verifyKey, buf, payJSON []byte, err error) {
+	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
+		return nil, nil, nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
+	}
+	d1 := strings.IndexByte(raw, '.')
+	if d1 < 0 {
+		return nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	d2 := d1 + 1 + strings.IndexByte(raw[d1+1:], '.')
+	if d2 == d1 {
+		return nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	if strings.IndexByte(raw[d2+1:], '.') >= 0 {
+		if strings.Count(raw, ".") == 4 {
+			return nil, nil, nil, fmt.Errorf("%w: JWE is not accepted", ErrMalformed)
+		}
+		return nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
+
+	// A header of the usual size is decoded on the stack (parseHeader
+	// copies it into a string), so that a token refused for its header
+	// costs no more.
+	var hdrStack [headerBytesOnStack]byte
+	hdrBuf := hdrStack[:]
+	if n := b64.DecodedLen(len(hdrB64)); n > len(hdrBuf) {
+		hdrBuf = make([]byte, n)
+	}
+	hdrJSON, err := b64decodeTo(hdrBuf, hdrB64)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	h, err := parseHeader(hdrJSON)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a := parseAlg(h.alg)
+	if a == algInvalid || !v.o.algs.has(a) {
+		return nil, nil, nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
+	}
+	if h.crit {
+		return nil, nil, nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
+	}
+	if strings.EqualFold(h.cty, "JWT") || strings.EqualFold(h.cty, "application/jwt") {
+		return nil, nil, nil, fmt.Errorf("%w: nested JWTs are not accepted", ErrMalformed)
+	}
+	if !v.typeAccepted(h.typ) {
+		return nil, nil, nil, fmt.Errorf("%w: typ header is not an access token type", ErrTokenType)
+	}
+
+	// The signing input is read in place, as raw's own prefix: the hash
+	// functions and ed25519.Verify take a []byte but only read it.
+	signingInput := unsafe.Slice(unsafe.StringData(raw), d2)
+	// A signature of the usual size (512 bytes for RSA-4096) is decoded
+	// on the stack.
+	var sigStack [sigBytesOnStack]byte
+	sigBuf := sigStack[:]
+	if n := b64.DecodedLen(len(sigB64)); n > len(sigBuf) {
+		sigBuf = make([]byte, n)
+	}
+	sig, err := b64decodeTo(sigBuf, sigB64)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
+	}
+	buf = make([]byte, front+b64.DecodedLen(len(payB64)))
+	payJSON, err = b64decodeTo(buf[front:], payB64)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+
+	keys, err := v.keys.lookup(ctx, h.kid, a, v.o.maxKeyAttempts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, k := range keys {
+		if verifySignature(a, k, signingInput, sig) {
+			return k, buf, payJSON, nil
+		}
+	}
+	return nil, nil, nil, ErrSignature
 }
 
 // checkClaims applies the issuer, time and required-claim checks.
