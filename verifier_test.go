@@ -299,8 +299,11 @@ type vtCase struct {
 	name    string
 	token   string
 	wantErr error
-	keys    *Keyset
-	opts    []VerifierOption
+	// wantText, if set, is a fragment the error must hold: for rows whose
+	// sentinel alone does not say which check refused the token.
+	wantText string
+	keys     *Keyset
+	opts     []VerifierOption
 }
 
 // cases is the verification table, shared by TestVerify and the cache
@@ -426,26 +429,26 @@ func (f *vtFixture) cases() []vtCase {
 	trailing := gs[:len(gs)-1] + string(vtFlipTrailing(gs[len(gs)-1]))
 	sigBytes, _ := base64.RawURLEncoding.DecodeString(gs)
 	add(
-		vtCase{name: "crit/exp", token: f.tokH(map[string]any{"crit": []string{"exp"}}), wantErr: ErrMalformed},
+		vtCase{name: "crit/exp", token: f.tokH(map[string]any{"crit": []string{"exp"}}), wantErr: ErrMalformed, wantText: "crit header"},
 		vtCase{name: "crit/empty", token: f.tokH(map[string]any{"crit": []string{}}), wantErr: ErrMalformed},
 		vtCase{name: "crit/b64 false", token: f.tokH(map[string]any{"crit": []string{"b64"}, "b64": false}), wantErr: ErrMalformed},
 		vtCase{name: "crit/b64 true", token: f.tokH(map[string]any{"crit": []string{"b64"}, "b64": true}), wantErr: ErrMalformed},
 		vtCase{name: "crit/not an array", token: f.tokH(map[string]any{"crit": "exp"}), wantErr: ErrMalformed},
-		vtCase{name: "jwe/five segments", token: fiveSeg, wantErr: ErrMalformed},
+		vtCase{name: "jwe/five segments", token: fiveSeg, wantErr: ErrMalformed, wantText: "JWE is not accepted"},
 		vtCase{name: "jwe/enc header in three segments", token: f.tokH(map[string]any{"enc": "A256GCM"}), wantErr: ErrMalformed},
-		vtCase{name: "json/flattened", token: flattened, wantErr: ErrMalformed},
-		vtCase{name: "json/general", token: general, wantErr: ErrMalformed},
+		vtCase{name: "json/flattened", token: flattened, wantErr: ErrMalformed, wantText: "JWS JSON serialization is not accepted"},
+		vtCase{name: "json/general", token: general, wantErr: ErrMalformed, wantText: "JWS JSON serialization is not accepted"},
 		vtCase{name: "json/flattened after whitespace", token: " \n" + flattened, wantErr: ErrMalformed},
-		vtCase{name: "nested/cty JWT", token: f.tokH(map[string]any{"cty": "JWT"}), wantErr: ErrMalformed},
+		vtCase{name: "nested/cty JWT", token: f.tokH(map[string]any{"cty": "JWT"}), wantErr: ErrMalformed, wantText: "nested JWTs are not accepted"},
 		vtCase{name: "nested/cty jwt", token: f.tokH(map[string]any{"cty": "jwt"}), wantErr: ErrMalformed},
 		vtCase{name: "nested/cty application/jwt", token: f.tokH(map[string]any{"cty": "application/jwt"}), wantErr: ErrMalformed},
 		vtCase{name: "size/over WithMaxTokenSize", token: f.tok(vtSet("pad", strings.Repeat("x", 2000))), opts: f.opts(WithMaxTokenSize(1024)), wantErr: ErrMalformed},
 		vtCase{name: "size/over the default 16 KiB", token: f.tok(vtSet("pad", strings.Repeat("x", 17<<10))), wantErr: ErrMalformed},
 		vtCase{name: "size/100000 dots", token: strings.Repeat(".", 100000), wantErr: ErrMalformed},
 		vtCase{name: "size/100000 dots under a 1 MiB cap", token: strings.Repeat(".", 100000), opts: f.opts(WithMaxTokenSize(1 << 20)), wantErr: ErrMalformed},
-		vtCase{name: "b64/padding in signature", token: good + "==", wantErr: ErrMalformed},
-		vtCase{name: "b64/padding in header", token: gh + "=." + gp + "." + gs, wantErr: ErrMalformed},
-		vtCase{name: "b64/padding in payload", token: gh + "." + gp + "=." + gs, wantErr: ErrMalformed},
+		vtCase{name: "b64/padding in signature", token: good + "==", wantErr: ErrMalformed, wantText: "signature: "},
+		vtCase{name: "b64/padding in header", token: gh + "=." + gp + "." + gs, wantErr: ErrMalformed, wantText: "header: "},
+		vtCase{name: "b64/padding in payload", token: gh + "." + gp + "=." + gs, wantErr: ErrMalformed, wantText: "payload: "},
 		vtCase{name: "b64/standard alphabet", token: stdAlpha, wantErr: ErrMalformed},
 		vtCase{name: "b64/non-canonical trailing bits", token: gh + "." + gp + "." + trailing, wantErr: ErrMalformed},
 		vtCase{name: "b64/trailing newline", token: good + "\n", wantErr: ErrMalformed},
@@ -455,12 +458,12 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "b64/leading space", token: " " + good, wantErr: ErrMalformed},
 		vtCase{name: "b64/trailing space", token: good + " ", wantErr: ErrMalformed},
 		vtCase{name: "segments/empty string", token: "", wantErr: ErrMalformed},
-		vtCase{name: "segments/a.b", token: "a.b", wantErr: ErrMalformed},
+		vtCase{name: "segments/a.b", token: "a.b", wantErr: ErrMalformed, wantText: "not a compact JWS"},
 		vtCase{name: "segments/a.b.c.d", token: "a.b.c.d", wantErr: ErrMalformed},
 		vtCase{name: "segments/a.b.c", token: "a.b.c", wantErr: ErrMalformed},
 		vtCase{name: "segments/..", token: "..", wantErr: ErrMalformed},
-		vtCase{name: "segments/no dot", token: gh, wantErr: ErrMalformed},
-		vtCase{name: "segments/four dots (not JWE-shaped)", token: good + ".x", wantErr: ErrMalformed},
+		vtCase{name: "segments/no dot", token: gh, wantErr: ErrMalformed, wantText: "not a compact JWS"},
+		vtCase{name: "segments/four dots (not JWE-shaped)", token: good + ".x", wantErr: ErrMalformed, wantText: "not a compact JWS"},
 		vtCase{name: "header/not a JSON object (array)", token: vtAssemble([]byte(`["alg","ES256"]`), payload, sigBytes), wantErr: ErrMalformed},
 		vtCase{name: "header/JSON null", token: vtAssemble([]byte(`null`), payload, sigBytes), wantErr: ErrMalformed},
 		vtCase{name: "header/JSON string", token: vtAssemble([]byte(`"ES256"`), payload, sigBytes), wantErr: ErrMalformed},
@@ -626,6 +629,9 @@ func TestVerify(t *testing.T) {
 			claims, err := v.Verify(t.Context(), c.token)
 			if !errors.Is(err, c.wantErr) {
 				t.Fatalf("Verify: got error %v, want %v", err, c.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.wantText) {
+				t.Errorf("Verify: error %q does not say %q", err, c.wantText)
 			}
 			if _, serr := vtSentinel(err); serr != nil {
 				t.Error(serr)
