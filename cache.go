@@ -107,7 +107,8 @@ func (c *tokenCache) shard(h uint64) *cacheShard {
 	return &c.shards[(h>>32)%c.n]
 }
 
-// get returns raw's entry, or nil.
+// get returns raw's entry, or nil (tests and benchmarks; Verify calls
+// lookup with the hash it also stores).
 func (c *tokenCache) get(raw string) *cacheEntry {
 	return c.lookup(raw, c.hash(raw))
 }
