@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/grpcjwt/grpcjwt/grpcjwttest"
 )
@@ -1057,6 +1058,44 @@ func TestVerifyCacheEntryObjects(t *testing.T) {
 	// which were allocated before the count began.
 	runtime.KeepAlive(toks)
 	runtime.KeepAlive(v)
+}
+
+// TestVerifyCacheCopiesToken checks that the cache keeps its own copy of a
+// token given to Verify: a caller that passes a view of a buffer and then
+// reuses the buffer (as zero-copy HTTP stacks do) changes neither the
+// entry's key nor what a later token finds.
+func TestVerifyCacheCopiesToken(t *testing.T) {
+	f := newVTFixture(t)
+	v := f.verifier(t, vtCase{}, true)
+	tok := f.tok(vtSet("sub", "alice"))
+	buf := []byte(tok)
+	if _, err := v.Verify(t.Context(), unsafe.String(&buf[0], len(buf))); err != nil {
+		t.Fatal(err)
+	}
+	e := v.cache.get(tok)
+	if e == nil {
+		t.Fatal("the token is not in the cache")
+	}
+	if unsafe.StringData(e.token) == &buf[0] {
+		t.Fatal("the cache entry keeps the caller's buffer as its key")
+	}
+	// The buffer now holds another token of the same length: alice's
+	// signature over a payload that names mallory.
+	h, p, sig := vtSplit(tok)
+	forged := h + "." + strings.Replace(p, p[8:12], "AAAA", 1) + "." + sig
+	if len(forged) != len(tok) || forged == tok {
+		t.Fatal("the forged token must differ from the token and have its length")
+	}
+	copy(buf, forged)
+	if v.cache.get(forged) != nil {
+		t.Fatal("a forged token finds the entry of the token whose buffer it overwrote")
+	}
+	if _, err := v.Verify(t.Context(), forged); !errors.Is(err, ErrSignature) && !errors.Is(err, ErrMalformed) {
+		t.Fatalf("forged token: %v, want a signature or format error", err)
+	}
+	if c, err := v.Verify(t.Context(), tok); err != nil || c.Subject != "alice" || v.cache.get(tok) != e {
+		t.Fatalf("the token no longer finds its entry: %v", err)
+	}
 }
 
 // TestVerifyCacheRetiredKey checks that a cached token stops verifying once
