@@ -466,6 +466,57 @@ func BenchmarkVerifyTokenSize(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyMissCacheSize verifies ES256 tokens that all miss the
+// cache, a different one each time, without a cache and with a full cache
+// of 1,000 and of 10,000 entries (the default): what a miss costs beyond
+// the verification itself as the cache grows. It calls verifyTokenHit
+// (Verify without its audience check, as the interceptors do) to check
+// that no call hit.
+func BenchmarkVerifyMissCacheSize(b *testing.B) {
+	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	b.Cleanup(is.Close)
+	ks, err := NewStaticKeyset(is.JWKS(), WithKeysetLogger(vtDiscard))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mint := func(i int) string {
+		c := bnClaims()
+		c["iss"] = is.URL()
+		c["jti"] = fmt.Sprintf("%036d", i) // as long as bnClaims' jti
+		return is.Mint(c)
+	}
+	// More distinct tokens than the largest cache holds, so that each has
+	// left the cache before it comes round again.
+	toks := make([]string, 1<<14)
+	for i := range toks {
+		toks[i] = mint(i + 1)
+	}
+	for _, entries := range []int{0, 1000, 10_000} {
+		b.Run(fmt.Sprintf("entries=%d", entries), func(b *testing.B) {
+			opt := WithTokenCache(entries, 8<<10, 10*time.Minute)
+			if entries == 0 {
+				opt = WithTokenCache(0, 0, 0)
+			}
+			v, err := NewVerifier(ks, WithIssuer(is.URL()), WithAudience(bnAud), opt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if entries > 0 {
+				brFillCache(b, v, mint(0))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				_, hit, err := v.verifyTokenHit(b.Context(), toks[i%len(toks)])
+				if err != nil || hit {
+					b.Fatalf("token %d: hit %v, error %v", i, hit, err)
+				}
+				i++
+			}
+		})
+	}
+}
+
 // brWorkServer is brServer whose UnaryCall first runs work: the handler of
 // the in-situ baselines of BenchmarkRPCMiss.
 type brWorkServer struct {
