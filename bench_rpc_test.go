@@ -60,11 +60,9 @@ type brAuth struct {
 	v    *Verifier // nil: no interceptor
 }
 
-// brSetup returns a realistic ES256 access token (bnClaims, so the token
-// matches BenchmarkVerify's in size) from a grpcjwttest issuer, and the
-// three server configurations: no interceptor, the interceptors with the
-// default token cache, and with the cache off.
-func brSetup(b *testing.B) (string, []brAuth) {
+// brIssuer returns an ES256 issuer, closed when b ends, and a static
+// keyset of its key.
+func brIssuer(b *testing.B) (*grpcjwttest.Issuer, *Keyset) {
 	b.Helper()
 	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
 	b.Cleanup(is.Close)
@@ -72,6 +70,25 @@ func brSetup(b *testing.B) (string, []brAuth) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return is, ks
+}
+
+// brMint mints a token of is with bnClaims, told apart from the others by
+// n, and as long as each of them.
+func brMint(is *grpcjwttest.Issuer, n int64) string {
+	c := bnClaims()
+	c["iss"] = is.URL()
+	c["jti"] = fmt.Sprintf("%036d", n) // as long as bnClaims' jti
+	return is.Mint(c)
+}
+
+// brSetup returns a realistic ES256 access token (bnClaims, so the token
+// matches BenchmarkVerify's in size) from a grpcjwttest issuer, and the
+// three server configurations: no interceptor, the interceptors with the
+// default token cache, and with the cache off.
+func brSetup(b *testing.B) (string, []brAuth) {
+	b.Helper()
+	is, ks := brIssuer(b)
 	claims := bnClaims()
 	claims["iss"] = is.URL()
 	tok := is.Mint(claims)
@@ -473,23 +490,12 @@ func BenchmarkVerifyTokenSize(b *testing.B) {
 // (Verify without its audience check, as the interceptors do) to check
 // that no call hit.
 func BenchmarkVerifyMissCacheSize(b *testing.B) {
-	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
-	b.Cleanup(is.Close)
-	ks, err := NewStaticKeyset(is.JWKS(), WithKeysetLogger(vtDiscard))
-	if err != nil {
-		b.Fatal(err)
-	}
-	mint := func(i int) string {
-		c := bnClaims()
-		c["iss"] = is.URL()
-		c["jti"] = fmt.Sprintf("%036d", i) // as long as bnClaims' jti
-		return is.Mint(c)
-	}
+	is, ks := brIssuer(b)
 	// More distinct tokens than the largest cache holds, so that each has
 	// left the cache before it comes round again.
 	toks := make([]string, 1<<14)
 	for i := range toks {
-		toks[i] = mint(i + 1)
+		toks[i] = brMint(is, int64(i+1))
 	}
 	for _, entries := range []int{0, 1000, 10_000} {
 		b.Run(fmt.Sprintf("entries=%d", entries), func(b *testing.B) {
@@ -502,7 +508,7 @@ func BenchmarkVerifyMissCacheSize(b *testing.B) {
 				b.Fatal(err)
 			}
 			if entries > 0 {
-				brFillCache(b, v, mint(0))
+				brFillCache(b, v, brMint(is, 0))
 			}
 			b.ReportAllocs()
 			i := 0
@@ -644,19 +650,9 @@ const brMissPhase = 256
 // cores, a long handler then lets the other core go idle and park, and
 // waking it again costs every long handler the same (see busy).
 func BenchmarkRPCMiss(b *testing.B) {
-	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
-	b.Cleanup(is.Close)
-	ks, err := NewStaticKeyset(is.JWKS(), WithKeysetLogger(vtDiscard))
-	if err != nil {
-		b.Fatal(err)
-	}
+	is, ks := brIssuer(b)
 	var minted atomic.Int64
-	mint := func() string {
-		claims := bnClaims()
-		claims["iss"] = is.URL()
-		claims["jti"] = fmt.Sprintf("%036d", minted.Add(1)) // as long as bnClaims' jti
-		return is.Mint(claims)
-	}
+	mint := func() string { return brMint(is, minted.Add(1)) }
 	tok := mint()
 	newVerifier := func(opts ...VerifierOption) *Verifier {
 		v, err := NewVerifier(ks, append([]VerifierOption{WithIssuer(is.URL()), WithAudience(bnAud)}, opts...)...)
