@@ -16,10 +16,13 @@ type ProviderMetadata struct {
 	Issuer string
 	// JWKSURI is "jwks_uri", where the issuer publishes its keys.
 	JWKSURI string
-	// SigningAlgorithms are the advertised signing algorithms that grpcjwt
-	// supports, from "id_token_signing_alg_values_supported": discovery has
-	// no member for access tokens, and providers sign both with the same
-	// keys. Empty when the document names none.
+	// SigningAlgorithms are the algorithms of
+	// "id_token_signing_alg_values_supported" that grpcjwt supports, for
+	// information only: they describe ID tokens, and an issuer may sign
+	// its access tokens with other keys and algorithms (Ory Hydra keeps a
+	// key set of its own for them). A verifier built on
+	// [NewIssuerKeyset] therefore does not narrow its algorithms to this
+	// list; each published key is bound to its own algorithm already.
 	SigningAlgorithms []string
 }
 
@@ -86,9 +89,14 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 
 // NewIssuerKeyset discovers issuer's metadata with [Discover] and returns a
 // remote keyset for its jwks_uri, as [NewRemoteKeyset] would. A [Verifier]
-// built on it trusts that issuer when no [WithIssuer] is given, and accepts
-// only the advertised signing algorithms that grpcjwt supports when no
-// [WithAlgorithms] is given. ctx bounds the discovery and the first fetch.
+// built on it trusts that issuer when no [WithIssuer] is given.
+//
+// The verifier's algorithms are not narrowed to the ones the metadata
+// advertises for ID tokens: an identity provider that starts signing
+// access tokens with a key of a new algorithm (a routine rotation) must not
+// take the API down. A token's algorithm must still fit the published key
+// its "kid" names; [WithAlgorithms] narrows the list explicitly. ctx bounds
+// the discovery and the first fetch.
 func NewIssuerKeyset(ctx context.Context, issuer string, opts ...KeysetOption) (*Keyset, error) {
 	md, err := Discover(ctx, issuer, opts...)
 	if err != nil {
@@ -99,8 +107,5 @@ func NewIssuerKeyset(ctx context.Context, issuer string, opts ...KeysetOption) (
 		return nil, err
 	}
 	ks.issuer = md.Issuer
-	for _, name := range md.SigningAlgorithms {
-		ks.algs |= setOf(parseAlg(name))
-	}
 	return ks, nil
 }

@@ -38,19 +38,27 @@ func TestNewIssuerKeyset(t *testing.T) {
 			if _, err := v.Verify(t.Context(), is.Mint(other)); !errors.Is(err, grpcjwt.ErrIssuer) {
 				t.Errorf("token of another issuer: got %v, want ErrIssuer", err)
 			}
-			// Only the advertised algorithm (ES384) verifies: a published
-			// RS256 key signs a token that is refused by algorithm.
+			// The metadata advertises ES384 for ID tokens; a key of another
+			// algorithm published later (an issuer moving its access tokens
+			// to a new algorithm) verifies on its first request, after one
+			// refetch of the JWK Set (issue: Hydra's access-token key set).
+			hits := is.JWKSHits()
 			rsa := is.AddKey("RS256")
-			if _, err := v.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api"))); !errors.Is(err, grpcjwt.ErrAlgorithm) {
-				t.Errorf("RS256 token when ES384 is advertised: got %v, want ErrAlgorithm", err)
+			if _, err := v.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api"))); err != nil {
+				t.Errorf("RS256 token of a key published after discovery advertised ES384: %v", err)
 			}
-			// An explicit WithAlgorithms overrides the advertised list.
-			v2, err := grpcjwt.NewVerifier(ks, grpcjwt.WithAudience("api"), grpcjwt.WithAlgorithms("RS256", "ES384"))
+			if got := is.JWKSHits() - hits; got != 1 {
+				t.Errorf("JWK Set fetches for the new key = %d, want 1", got)
+			}
+			// An explicit WithAlgorithms narrows the list, and the refusal
+			// names the token's algorithm and the allowed ones.
+			v2, err := grpcjwt.NewVerifier(ks, grpcjwt.WithAudience("api"), grpcjwt.WithAlgorithms("ES384"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := v2.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api"))); err != nil {
-				t.Errorf("RS256 token with WithAlgorithms(RS256): %v", err)
+			_, err = v2.Verify(t.Context(), is.MintWith(rsa, nil, is.Claims("api")))
+			if !errors.Is(err, grpcjwt.ErrAlgorithm) || !strings.Contains(err.Error(), "RS256") || !strings.Contains(err.Error(), "[ES384]") {
+				t.Errorf("RS256 token with WithAlgorithms(ES384): got %v, want ErrAlgorithm naming RS256 and [ES384]", err)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -98,6 +99,37 @@ func (a alg) hash() crypto.Hash {
 type algSet uint16
 
 func (s algSet) has(a alg) bool { return a > algInvalid && a < algCount && s&(1<<a) != 0 }
+
+// String lists the set's JWA names, as "[ES256 EdDSA]".
+func (s algSet) String() string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for a := algInvalid + 1; a < algCount; a++ {
+		if s.has(a) {
+			if b.Len() > 1 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(a.String())
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// registeredJWSAlgs are the JWS "alg" names registered with IANA (RFC 7518
+// §3.1, RFC 8037, RFC 8812, RFC 9864), supported or not.
+var registeredJWSAlgs = []string{"none", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+	"ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA", "ES256K", "Ed25519", "Ed448"}
+
+// headerAlgName names a token's "alg" for an error text. The header is not
+// yet verified, so only a registered name, one of a closed set, is
+// repeated; any other value is described by its length.
+func headerAlgName(name string) string {
+	if slices.Contains(registeredJWSAlgs, name) {
+		return name
+	}
+	return fmt.Sprintf("(an unregistered name of %d bytes)", len(name))
+}
 
 func setOf(algs ...alg) algSet {
 	var s algSet

@@ -32,7 +32,6 @@ type Keyset struct {
 	cur    atomic.Pointer[keySnapshot]
 	remote *remoteSource // nil for a static keyset
 	issuer string        // set by NewIssuerKeyset: the discovered issuer
-	algs   algSet        // set by NewIssuerKeyset: advertised algorithms, if any
 }
 
 // keySnapshot is one immutable generation of the keyset.
@@ -372,7 +371,7 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 	if keys, known := snap.find(kid, a, limit); len(keys) > 0 {
 		return keys, nil
 	} else if known {
-		return nil, fmt.Errorf("%w: the key named by kid does not allow %s", ErrAlgorithm, a)
+		return nil, fmt.Errorf("%w: the key named by kid %q allows %s, not %s", ErrAlgorithm, kid, snap.kidAlgs(kid), a)
 	}
 	if ks.remote == nil {
 		return nil, ErrUnknownKey
@@ -389,7 +388,7 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 	if len(keys) > 0 {
 		return keys, nil
 	} else if known {
-		return nil, fmt.Errorf("%w: the key named by kid does not allow %s", ErrAlgorithm, a)
+		return nil, fmt.Errorf("%w: the key named by kid %q allows %s, not %s", ErrAlgorithm, kid, snap.kidAlgs(kid), a)
 	}
 	err = opaqueFetchError(err)
 	switch {
@@ -771,6 +770,17 @@ func (r *remoteSource) reportFetch(start time.Time, err error) {
 		}
 	}
 	r.o.onFetch(e)
+}
+
+// kidAlgs is the algorithms the keys published under kid allow.
+func (s *keySnapshot) kidAlgs(kid string) algSet {
+	var algs algSet
+	if s != nil {
+		for _, k := range s.byKID[kid] {
+			algs |= k.algs
+		}
+	}
+	return algs
 }
 
 func (s *keySnapshot) keysOrNil() []*verifyKey {

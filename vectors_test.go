@@ -193,7 +193,7 @@ type byDesign struct {
 
 const (
 	causeSymmetricKey = "symmetric key material"
-	causeAlgMismatch  = "the key named by kid does not allow"
+	causeAlgMismatch  = "allows [PS256], not PS384"
 	causeES521        = `alg "ES521" is not a supported signature algorithm`
 )
 

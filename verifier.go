@@ -38,7 +38,6 @@ type verifierOptions struct {
 	skipIssuer      bool
 	skipAudience    bool
 	algs            algSet
-	algsSet         bool // WithAlgorithms was given
 	leeway          time.Duration
 	maxTokenBytes   int
 	strictType      bool
@@ -140,7 +139,7 @@ func WithAlgorithms(algs ...string) VerifierOption {
 			}
 			s |= setOf(a)
 		}
-		o.algs, o.algsSet = s, true
+		o.algs = s
 		return nil
 	}
 }
@@ -262,12 +261,6 @@ func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
 		// A keyset from NewIssuerKeyset speaks for the issuer whose
 		// metadata named it, checked to equal the configured URL.
 		o.issuers = []string{keys.issuer}
-	}
-	if !o.algsSet && keys.algs != 0 {
-		o.algs &= keys.algs
-		if o.algs == 0 {
-			return nil, errors.New("grpcjwt: NewVerifier: the issuer advertises no signing algorithm that grpcjwt supports; pass WithAlgorithms")
-		}
 	}
 	if len(o.issuers) == 0 && !o.skipIssuer {
 		return nil, errors.New("grpcjwt: NewVerifier: no issuer: pass WithIssuer (or InsecureSkipIssuerCheck)")
@@ -466,7 +459,7 @@ func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *v
 	}
 	a := parseAlg(h.alg)
 	if a == algInvalid || !v.o.algs.has(a) {
-		return nil, nil, nil, fmt.Errorf("%w: alg is not on the allow-list", ErrAlgorithm)
+		return nil, nil, nil, fmt.Errorf("%w: alg %s is not on the allow-list %s", ErrAlgorithm, headerAlgName(h.alg), v.o.algs)
 	}
 	if h.crit {
 		return nil, nil, nil, fmt.Errorf("%w: crit header names extensions this verifier does not understand", ErrMalformed)
