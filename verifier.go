@@ -514,6 +514,9 @@ func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 	if !m.has("exp") {
 		return fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
+	if err := checkNotIDToken(m); err != nil {
+		return err
+	}
 	for _, name := range v.o.requiredClaims {
 		if !m.has(name) {
 			return fmt.Errorf("%w: %q", ErrMissingClaim, name)
@@ -531,6 +534,32 @@ func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 		}
 		if c.Expiry.Sub(c.IssuedAt) > v.o.maxLifetime {
 			return fmt.Errorf("%w: longer than %v", ErrLifetime, v.o.maxLifetime)
+		}
+	}
+	return nil
+}
+
+// checkNotIDToken refuses a token that shows itself to be an OpenID
+// Connect ID token (RFC 8725 §3.11, RFC 9068 §4), whatever its "typ"
+// header says: one carrying a hash claim that only ID tokens carry,
+// "at_hash" or "c_hash" (OIDC Core §3.1.3.6, §3.3.2.11), or Keycloak's
+// payload "typ" of "ID" (its access tokens say "Bearer"; its refresh and
+// offline tokens, "Refresh" and "Offline", are refused too). "nonce" and
+// "auth_time" are not such signals: Keycloak before version 24 copied
+// "nonce" into access tokens, and RFC 9068 §2.2.1 allows "auth_time".
+func checkNotIDToken(m jsonObject) error {
+	for _, name := range [...]string{"at_hash", "c_hash"} {
+		if m.has(name) {
+			return fmt.Errorf("%w: an ID token (it carries %s), not an access token", ErrTokenType, name)
+		}
+	}
+	if v, ok := m.get("typ"); ok {
+		if typ, ok := jsonString(v); ok {
+			for _, id := range [...]string{"ID", "Refresh", "Offline"} {
+				if strings.EqualFold(typ, id) {
+					return fmt.Errorf("%w: the claims set's typ is %q, not an access token's", ErrTokenType, id)
+				}
+			}
 		}
 	}
 	return nil

@@ -338,6 +338,10 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "accept/typ JWT", token: f.tokH(map[string]any{"typ": "JWT"})},
 		vtCase{name: "accept/typ absent", token: f.tokH(map[string]any{"typ": nil})},
 		vtCase{name: "accept/strict type at+jwt", token: f.tok(), opts: f.opts(WithStrictType())},
+		// Keycloak before 24 copied nonce into access tokens; RFC 9068
+		// §2.2.1 allows auth_time. Neither marks an ID token.
+		vtCase{name: "accept/Keycloak access token with nonce", token: f.tokH(map[string]any{"typ": "JWT"},
+			vtSet("typ", "Bearer"), vtSet("nonce", "n-0S6_WzA2Mj"), vtSet("auth_time", vtEpoch.Unix()), vtSet("azp", "orders-client"))},
 		vtCase{
 			name:  "accept/several issuers and audiences",
 			token: f.tok(vtSet("aud", []string{"https://b.example", vtAud})),
@@ -551,6 +555,14 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "typ/id+jwt", token: f.tokH(map[string]any{"typ": "id+jwt"}), wantErr: ErrTokenType},
 		vtCase{name: "typ/dpop+jwt", token: f.tokH(map[string]any{"typ": "dpop+jwt"}), wantErr: ErrTokenType},
 		vtCase{name: "typ/logout+jwt", token: f.tokH(map[string]any{"typ": "logout+jwt"}), wantErr: ErrTokenType},
+		// ID tokens, whatever their header says (RFC 8725 §3.11).
+		vtCase{name: "idtoken/at_hash", token: f.tokH(map[string]any{"typ": "JWT"}, vtSet("at_hash", "77QmUPtjPfzWtF2AnpK9RQ")), wantErr: ErrTokenType, wantText: "at_hash"},
+		vtCase{name: "idtoken/c_hash", token: f.tok(vtSet("c_hash", "LDktKdoQak3Pk0cnXxCltA")), wantErr: ErrTokenType, wantText: "c_hash"},
+		vtCase{name: "idtoken/at_hash null", token: f.tok(vtSet("at_hash", json.RawMessage("null"))), wantErr: ErrTokenType},
+		vtCase{name: "idtoken/Keycloak typ ID", token: f.tokH(map[string]any{"typ": "JWT"}, vtSet("typ", "ID")), wantErr: ErrTokenType, wantText: `"ID"`},
+		vtCase{name: "idtoken/Keycloak typ Refresh", token: f.tok(vtSet("typ", "Refresh")), wantErr: ErrTokenType},
+		vtCase{name: "idtoken/Keycloak typ Offline", token: f.tok(vtSet("typ", "Offline")), wantErr: ErrTokenType},
+		vtCase{name: "idtoken/strict type too", token: f.tok(vtSet("at_hash", "x")), opts: f.opts(WithStrictType()), wantErr: ErrTokenType},
 		vtCase{name: "required/sub missing", token: f.tok(vtDel("sub")), opts: f.opts(WithRequiredClaims("sub")), wantErr: ErrMissingClaim},
 		vtCase{name: "lifetime/exceeded", token: f.tok(), opts: f.opts(WithMaxLifetime(30 * time.Minute)), wantErr: ErrLifetime},
 		vtCase{name: "lifetime/no iat", token: f.tok(vtDel("iat")), opts: f.opts(WithMaxLifetime(2 * time.Hour)), wantErr: ErrMissingClaim},
