@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // NewMultiIssuerVerifier returns a verifier that trusts several issuers
@@ -26,7 +27,7 @@ func NewMultiIssuerVerifier(verifiers ...*Verifier) (*Verifier, error) {
 		return nil, errors.New("grpcjwt: NewMultiIssuerVerifier: no verifier")
 	}
 	m := &Verifier{routes: make(map[string]*Verifier, len(verifiers)), o: defaultVerifierOptions()}
-	m.o.maxTokenBytes, m.o.leeway = 0, 0
+	m.o.maxTokenBytes, m.o.leeway = 0, 0 // each issuer has its own (leewayFor)
 	for i, v := range verifiers {
 		switch {
 		case v == nil:
@@ -42,12 +43,22 @@ func NewMultiIssuerVerifier(verifiers ...*Verifier) (*Verifier, error) {
 		}
 		m.routes[iss] = v
 		m.o.issuers = append(m.o.issuers, iss)
-		// The interceptors read the size cap and the leeway from the
-		// verifier they hold: take the largest of any issuer.
+		// The interceptors read the size cap from the verifier they hold:
+		// take the largest of any issuer. (The leeway that ends a stream
+		// is the issuer's own: see leewayFor.)
 		m.o.maxTokenBytes = max(m.o.maxTokenBytes, v.o.maxTokenBytes)
-		m.o.leeway = max(m.o.leeway, v.o.leeway)
 	}
 	return m, nil
+}
+
+// leewayFor returns the leeway of the verifier that verified c: with
+// several issuers, that issuer's own, so that its stream ends at its
+// expiry plus its leeway and not another issuer's.
+func (v *Verifier) leewayFor(c *Claims) time.Duration {
+	if sub, ok := v.routes[c.Issuer]; ok {
+		return sub.o.leeway
+	}
+	return v.o.leeway
 }
 
 // route picks the verifier for the issuer the token claims. The claims

@@ -42,7 +42,7 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		if claims == nil || !a.o.streamExpiry || rule.Public {
 			return handler(srv, wrapped)
 		}
-		deadline := claims.Expiry.Add(a.v.o.leeway)
+		deadline := claims.Expiry.Add(a.v.leewayFor(claims))
 		expCtx, cancel := context.WithDeadlineCause(newCtx, deadline, errStreamExpired)
 		defer cancel()
 		wrapped.WrappedContext = expCtx
