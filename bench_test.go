@@ -111,6 +111,16 @@ func bnVerifier(b *testing.B, ks *Keyset, cache bool) *Verifier {
 	return v
 }
 
+// bnCheckCache fails b unless a Verify of tok, which v has verified once
+// already, is a cache hit when cache says so and a miss otherwise, so that
+// the "cached" benchmarks measure a hit and the "uncached" ones a miss.
+func bnCheckCache(b *testing.B, v *Verifier, tok string, cache bool) {
+	b.Helper()
+	if _, hit, err := v.verifyTokenHit(b.Context(), tok); err != nil || hit != cache {
+		b.Fatalf("a repeated Verify: cache hit %v, error %v; want hit %v", hit, err, cache)
+	}
+}
+
 // BenchmarkVerify compares, per algorithm, the signature check alone
 // (floor), a verification that misses the cache (uncached) and a repeat of
 // a token already verified (cached). DESIGN.md asks uncached to cost barely
@@ -143,6 +153,7 @@ func BenchmarkVerify(b *testing.B) {
 					if _, err := v.Verify(ctx, tok); err != nil {
 						b.Fatal(err)
 					}
+					bnCheckCache(b, v, tok, cache)
 					b.ReportAllocs()
 					for b.Loop() {
 						if _, err := v.Verify(ctx, tok); err != nil {
@@ -171,7 +182,9 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			if _, err := v.Verify(ctx, tok); err != nil {
 				b.Fatal(err)
 			}
+			bnCheckCache(b, v, tok, cache)
 			b.ReportAllocs()
+			b.ResetTimer() // the set-up above is not measured
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := v.Verify(ctx, tok); err != nil {
