@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -27,7 +27,9 @@ type Claims struct {
 	Expiry, NotBefore, IssuedAt time.Time
 	// ID is "jti".
 	ID string
-	// ClientID is "client_id" (RFC 9068), or "azp" when client_id is absent.
+	// ClientID is "client_id" (RFC 9068); when it is absent, "azp" (OpenID
+	// Connect, Keycloak, Entra ID v2), "appid" (Entra ID v1) or "cid"
+	// (Okta), the first present.
 	ClientID string
 	// Scopes are the granted scopes, from "scope" (space-separated, RFC 8693
 	// §4.2) and the other claims named by [WithScopeClaims], in token order.
@@ -43,6 +45,30 @@ type Claims struct {
 	// substrings of it (unless the JSON escapes them), which is why it is
 	// a string: one conversion of the decoded claims set serves them all.
 	payload string
+	// unsupportedCnf names the first member of "cnf" other than
+	// "x5t#S256": a binding the verifier cannot check.
+	unsupportedCnf string
+}
+
+// NewClaims parses claimsSet, a JWT claims set (a JSON object), into Claims
+// as the verifier reads a token's: each registered claim held to its JSON
+// type, scopes read from scopeClaims ("scope" when none is given), and a
+// repeated name, or two names that differ only in case, refused with
+// [ErrMalformed]. Nothing is verified: no signature, issuer, audience or
+// time is checked.
+//
+// It is for tests of handlers: with [ContextWithClaims] a handler gets
+// claims that [Claims.Decode] and [Claims.DecodeClaim] read, as they read
+// a real token's.
+func NewClaims(claimsSet []byte, scopeClaims ...string) (*Claims, error) {
+	if len(scopeClaims) == 0 {
+		scopeClaims = []string{"scope"}
+	}
+	c := new(Claims)
+	if _, err := parseClaims(c, string(claimsSet), scopeClaims, nil); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // HasScope reports whether the token grants scope s (exact, case-sensitive).
@@ -56,26 +82,46 @@ func (c *Claims) HasAudience(aud string) bool {
 }
 
 // Decode unmarshals the whole claims set into v with encoding/json, for
-// claims that Claims does not name (roles, tenant, email, ...).
+// claims that Claims does not name (roles, tenant, email, ...). Claims
+// built by hand, without a claims set, decode as an empty object.
+//
+// encoding/json matches member names case-insensitively and takes the
+// last of repeated names, where the verifier matches exactly and refuses
+// repeats. So that Decode never reads a member in place of the one the
+// verifier read, the verifier refuses a claims set whose names repeat or
+// differ only in case, and Decode refuses one with such names at any depth.
 func (c *Claims) Decode(v any) error {
-	if err := json.Unmarshal([]byte(c.payload), v); err != nil {
+	doc := c.payload
+	if doc == "" {
+		doc = "{}"
+	}
+	if err := unambiguousJSON(doc, 1); err != nil {
+		return fmt.Errorf("grpcjwt: decoding claims: %w", err)
+	}
+	if err := json.Unmarshal([]byte(doc), v); err != nil {
 		return fmt.Errorf("grpcjwt: decoding claims: %w", err)
 	}
 	return nil
 }
 
-// DecodeClaim unmarshals the claim called name into v. It returns an error
-// wrapping [ErrMissingClaim] when the token has no such claim.
+// DecodeClaim unmarshals the claim called name (matched exactly) into v.
+// It returns an error wrapping [ErrMissingClaim] when the claims set has no
+// such claim, and refuses, as [Claims.Decode] does, a value holding an
+// object whose member names repeat or differ only in case.
 func (c *Claims) DecodeClaim(name string, v any) error {
-	// The verifier's own reading of the claims set, so that a duplicated
-	// name resolves here as it did for the verifier: to the last one.
 	m, err := parseJSONObject(c.payload, nil)
+	if c.payload == "" {
+		m, err = nil, nil // a Claims built by hand holds no claim
+	}
 	if err != nil {
 		return fmt.Errorf("grpcjwt: decoding claims: %w", err)
 	}
 	raw, ok := m.get(name)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrMissingClaim, name)
+	}
+	if err := unambiguousJSON(raw, 2); err != nil {
+		return fmt.Errorf("grpcjwt: decoding claim %q: %w", name, err)
 	}
 	if err := json.Unmarshal([]byte(raw), v); err != nil {
 		return fmt.Errorf("grpcjwt: decoding claim %q: %w", name, err)
@@ -115,8 +161,11 @@ const (
 
 // parseClaims decodes and type-checks the claims set. Every member is held
 // to its RFC 7519 type; a wrong type is ErrMalformed, never a zero value.
-// Duplicate names resolve to the last one (RFC 7519 §4, as ECMAScript's
-// JSON.parse does), and names match exactly, case-sensitively.
+// Names match exactly, case-sensitively; a repeated name is refused (RFC
+// 7519 §4 allows either that or taking the last one: two readers must
+// never see different "aud" or "scope"), and so are two names that differ
+// only in case, which encoding/json, and so Claims.Decode, would match to
+// the same field.
 //
 // It fills in c, and returns the claims set's members too, for the
 // presence checks of checkClaims, appended to members: a buffer of the
@@ -128,6 +177,12 @@ func parseClaims(c *Claims, payload string, scopeClaims []string, members jsonOb
 	m, err := parseJSONObject(payload, members[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: the claims set is not a JSON object", ErrMalformed)
+	}
+	if a, b, ok := m.ambiguousNames(); ok {
+		if a == b {
+			return nil, fmt.Errorf("%w: the claims set repeats the name %s", ErrMalformed, quoted(a))
+		}
+		return nil, fmt.Errorf("%w: the claims set's names %s and %s differ only in case", ErrMalformed, quoted(a), quoted(b))
 	}
 	// The strings are substrings of payload unless they hold escapes, so
 	// the claims set costs one slice for Audience and Scopes.
@@ -144,13 +199,16 @@ func parseClaims(c *Claims, payload string, scopeClaims []string, members jsonOb
 	if c.ClientID, err = stringClaim(m, "client_id"); err != nil {
 		return nil, err
 	}
-	if c.ClientID == "" {
-		if c.ClientID, err = stringClaim(m, "azp"); err != nil {
+	for _, name := range [...]string{"azp", "appid", "cid"} {
+		if c.ClientID != "" {
+			break
+		}
+		if c.ClientID, err = stringClaim(m, name); err != nil {
 			return nil, err
 		}
 	}
 	if cnf, ok := m.get("cnf"); ok {
-		if c.CertificateThumbprint, err = certThumbprint(cnf); err != nil {
+		if c.CertificateThumbprint, c.unsupportedCnf, err = confirmation(cnf); err != nil {
 			return nil, err
 		}
 	}
@@ -212,9 +270,9 @@ func stringClaim(m jsonObject, name string) (string, error) {
 
 // eachString calls fn with each string of a claim that is a string or an
 // array of strings, and reports whether it is one. With split, a string is
-// a space-separated list (as "scope" is, RFC 8693 §4.2) and fn gets its
-// items; the elements of an array are taken whole. A null element is not a
-// string.
+// a list delimited by spaces (as "scope" is, RFC 6749 §3.3, RFC 8693
+// §4.2) and fn gets its items; the elements of an array are taken whole. A
+// null element is not a string.
 func eachString(v string, split bool, fn func(string)) bool {
 	if len(v) > 0 && v[0] == '[' {
 		return jsonEachString(v, fn)
@@ -231,33 +289,21 @@ func eachString(v string, split bool, fn func(string)) bool {
 	return true
 }
 
-// eachField calls fn with each of the fields of s that strings.Fields
-// returns: the runs of characters between white space as unicode.IsSpace
-// defines it. (strings.Fields itself would allocate the slice.)
+// eachField calls fn with each scope-token of s, a list delimited by
+// U+0020 SPACE alone (RFC 6749 §3.3, RFC 9068 §2.2.3); runs of spaces
+// delimit no empty token. Every other character, white space included
+// (TAB, LF, CR, VT, FF, NBSP, NEL, U+2028, U+3000), belongs to its token,
+// so a scope granted as "reports:tenant-7<NBSP>admin" stays one scope and
+// never equals "admin". (strings.Split would allocate the slice.)
 func eachField(s string, fn func(string)) {
-	start := -1 // the start of the current field, or -1 between fields
-	for i, r := range s {
-		var space bool
-		if r < utf8.RuneSelf {
-			space = asciiSpace[r]
-		} else {
-			space = unicode.IsSpace(r)
+	for s != "" {
+		tok, rest, _ := strings.Cut(s, " ")
+		if tok != "" {
+			fn(tok)
 		}
-		switch {
-		case space && start >= 0:
-			fn(s[start:i])
-			start = -1
-		case !space && start < 0:
-			start = i
-		}
-	}
-	if start >= 0 {
-		fn(s[start:])
+		s = rest
 	}
 }
-
-// asciiSpace is unicode.IsSpace for ASCII.
-var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 // dateClaim reads a NumericDate (RFC 7519 §2): a JSON number of seconds,
 // possibly fractional, within year 1 to 9999.
@@ -275,22 +321,34 @@ func dateClaim(m jsonObject, name string) (time.Time, error) {
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
 }
 
-// certThumbprint reads "x5t#S256" from the "cnf" claim's object (RFC 7800
-// §3.1, RFC 8705 §3.1): absent is "", a member of another type or a value
-// that is not a canonical base64url SHA-256 digest is malformed.
-func certThumbprint(cnf string) (string, error) {
+// confirmation reads the "cnf" claim's object (RFC 7800 §3.1): its
+// "x5t#S256" (RFC 8705 §3.1), "" when absent, and the name of its first
+// other member, a binding this library cannot check ("jkt" of DPoP, "jwk",
+// "kid", ...), "" when there is none. A "cnf" that is not an object, that
+// repeats a name, or whose "x5t#S256" is not a canonical base64url SHA-256
+// digest (a string of another kind, or not a string at all) is malformed.
+func confirmation(cnf string) (thumbprint, other string, err error) {
 	var members [8]jsonMember
 	obj, err := parseJSONObject(cnf, members[:0])
 	if err != nil {
-		return "", fmt.Errorf("%w: claim \"cnf\" is not an object", ErrMalformed)
+		return "", "", fmt.Errorf("%w: claim \"cnf\" is not an object", ErrMalformed)
+	}
+	if _, _, ok := obj.ambiguousNames(); ok {
+		return "", "", fmt.Errorf("%w: claim \"cnf\" repeats a member name", ErrMalformed)
+	}
+	for _, m := range obj {
+		if m.name != "x5t#S256" {
+			other = m.name
+			break
+		}
 	}
 	raw, ok := obj.get("x5t#S256")
 	if !ok {
-		return "", nil
+		return "", other, nil
 	}
 	tp, ok := jsonString(raw)
 	if d, err := b64.DecodeString(tp); !ok || err != nil || len(d) != 32 {
-		return "", fmt.Errorf("%w: cnf x5t#S256 is not a base64url SHA-256 thumbprint", ErrMalformed)
+		return "", "", fmt.Errorf("%w: cnf x5t#S256 is not a base64url SHA-256 thumbprint", ErrMalformed)
 	}
-	return tp, nil
+	return tp, other, nil
 }

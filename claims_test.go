@@ -3,7 +3,9 @@ package grpcjwt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +107,10 @@ func TestParseClaimsScopes(t *testing.T) {
 		want    []string
 	}{
 		{"space separated", `{"scope":"a b c"}`, nil, []string{"a", "b", "c"}},
-		{"extra whitespace", `{"scope":"  a \t b\nc  "}`, nil, []string{"a", "b", "c"}},
+		{"runs of spaces", `{"scope":"  a   b c  "}`, nil, []string{"a", "b", "c"}},
+		// Only U+0020 delimits (RFC 6749 §3.3): other white space stays
+		// inside its scope-token.
+		{"other white space", `{"scope":"a \t b\nc "}`, nil, []string{"a", "\t", "b\nc"}},
 		{"empty", `{"scope":""}`, nil, []string{}},
 		{"array", `{"scope":["a","b c"]}`, nil, []string{"a", "b c"}},
 		{"scp ignored by default", `{"scope":"a","scp":"b"}`, nil, []string{"a"}},
@@ -129,6 +134,11 @@ func TestParseClaimsClientID(t *testing.T) {
 		{`{"client_id":"c","azp":"a"}`, "c"},
 		{`{"azp":"a"}`, "a"},
 		{`{"client_id":"","azp":"a"}`, "a"},
+		{`{"appid":"e"}`, "e"},               // Entra ID v1
+		{`{"cid":"o"}`, "o"},                 // Okta
+		{`{"cid":"o","azp":"a"}`, "a"},       // azp first
+		{`{"cid":"o","appid":"e"}`, "e"},     // appid before cid
+		{`{"client_id":"c","cid":"o"}`, "c"}, // client_id first
 		{`{}`, ""},
 	} {
 		if c := ctMustParse(t, tc.payload); c.ClientID != tc.want {
@@ -180,7 +190,7 @@ func TestParseClaimsTypes(t *testing.T) {
 		`null`, `[]`, `"x"`, `1`, `{`, `{"iss":"a"}x`,
 		`{"iss":["a"]}`, `{"iss":1}`, `{"iss":null}`, `{"iss":{}}`,
 		`{"sub":1}`, `{"jti":true}`, `{"client_id":[]}`, `{"client_id":null}`,
-		`{"azp":1}`,
+		`{"azp":1}`, `{"appid":1}`, `{"cid":[]}`,
 		`{"aud":1}`, `{"aud":null}`, `{"aud":[1]}`, `{"aud":["a",null]}`, `{"aud":[["a"]]}`, `{"aud":{}}`,
 		`{"scope":1}`, `{"scope":null}`, `{"scope":[1]}`, `{"scope":["a",null]}`, `{"scope":{"a":1}}`,
 	} {
@@ -198,17 +208,35 @@ func TestParseClaimsTypes(t *testing.T) {
 }
 
 func TestParseClaimsNames(t *testing.T) {
-	// Duplicate names: the last one wins.
-	c := ctMustParse(t, `{"iss":"a","iss":"b","aud":"x","aud":["y","z"],"exp":1,"exp":2}`)
-	if c.Issuer != "b" || !slices.Equal(c.Audience, []string{"y", "z"}) || c.Expiry.Unix() != 2 {
-		t.Errorf("duplicates: got iss %q aud %q exp %v", c.Issuer, c.Audience, c.Expiry.Unix())
+	// A repeated name is refused, registered or not, and so are two names
+	// that differ only in case (encoding/json, and so Decode, would read
+	// one in place of the other). Simple case folding counts: "ſ" folds
+	// to "s", the Kelvin sign to "k".
+	for _, payload := range []string{
+		`{"iss":"a","iss":"b"}`, `{"aud":"x","aud":["y","z"]}`, `{"exp":1,"exp":2}`,
+		`{"scope":"read","scope":"admin"}`, `{"tenant":"a","tenant":"b"}`,
+		`{"iss":"a","iss":1}`, `{"\u0069ss":"a","iss":"b"}`,
+		`{"scope":"read","SCOPE":"admin"}`, `{"aud":"x","Aud":"y"}`, `{"roles":[],"ROLES":["admin"]}`,
+		`{"sub":"a","ſub":"b"}`, `{"kid":"a","\u212aid":"b"}`,
+	} {
+		if _, err := ctParse(t, payload); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", payload, err)
+		}
 	}
-	// A wrongly typed duplicate that comes last still fails.
-	if _, err := ctParse(t, `{"iss":"a","iss":1}`); !errors.Is(err, ErrMalformed) {
-		t.Errorf("typed duplicate: got %v, want ErrMalformed", err)
+	// Many members take the map path of the check.
+	var b strings.Builder
+	b.WriteString(`{"exp":1`)
+	for i := range 40 {
+		fmt.Fprintf(&b, `,"c%d":%d`, i, i)
+	}
+	if _, err := ctParse(t, b.String()+`}`); err != nil {
+		t.Errorf("40 distinct names: %v", err)
+	}
+	if _, err := ctParse(t, b.String()+`,"C7":1}`); !errors.Is(err, ErrMalformed) {
+		t.Errorf("40 names and a case variant: got %v, want ErrMalformed", err)
 	}
 	// Names are case-sensitive.
-	c = ctMustParse(t, `{"ISS":"x","Sub":"y","AUD":"z","EXP":1,"Scope":"a","CLIENT_ID":"c"}`)
+	c := ctMustParse(t, `{"ISS":"x","Sub":"y","AUD":"z","EXP":1,"Scope":"a","CLIENT_ID":"c"}`)
 	if c.Issuer != "" || c.Subject != "" || c.Audience != nil || !c.Expiry.IsZero() || c.Scopes != nil || c.ClientID != "" {
 		t.Errorf("case-insensitive match: got %+v", c)
 	}

@@ -2,8 +2,10 @@ package grpcjwt
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -46,10 +48,9 @@ type jsonMember struct {
 type jsonObject []jsonMember
 
 // get returns the raw value of the member called name. Names match exactly
-// (case-sensitively) and a duplicate name resolves to its last occurrence:
-// RFC 7519 §4 allows either rejecting duplicates or taking the last one, as
-// ECMAScript's JSON.parse does, and encoding/json, which grpcjwt used
-// before, takes the last one too.
+// (case-sensitively) and a duplicate name resolves to its last occurrence;
+// the claims set and the header, where it matters, refuse duplicates
+// before any get (see ambiguousNames, hasDuplicateNames).
 func (o jsonObject) get(name string) (string, bool) {
 	for i := len(o) - 1; i >= 0; i-- {
 		if o[i].name == name {
@@ -86,6 +87,141 @@ func (o jsonObject) hasDuplicateNames() bool {
 		seen[m.name] = struct{}{}
 	}
 	return false
+}
+
+// ambiguousNames returns two members' names that encoding/json would
+// match to the same struct field: equal, or equal under Unicode simple
+// case folding ("scope" and "SCOPE", "sub" and "ſub"); ok is false when
+// every name is distinct from the others in that sense.
+func (o jsonObject) ambiguousNames() (a, b string, ok bool) {
+	if len(o) <= 16 {
+		for i := range o {
+			for j := i + 1; j < len(o); j++ {
+				if foldEqual(o[i].name, o[j].name) {
+					return o[i].name, o[j].name, true
+				}
+			}
+		}
+		return "", "", false
+	}
+	// A map keeps an object of thousands of members linear.
+	seen := make(map[string]string, len(o))
+	for _, m := range o {
+		k := foldKey(m.name)
+		if prev, dup := seen[k]; dup {
+			return prev, m.name, true
+		}
+		seen[k] = m.name
+	}
+	return "", "", false
+}
+
+// foldEqual is strings.EqualFold, which matches as encoding/json's name
+// matching does, with a fast answer for two ASCII names.
+func foldEqual(a, b string) bool {
+	ascii := true
+	for i := 0; i < len(a); i++ {
+		if a[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	for i := 0; ascii && i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if ascii && len(a) != len(b) {
+		return false // the only folds across lengths involve non-ASCII runes
+	}
+	return strings.EqualFold(a, b)
+}
+
+// foldKey maps a name to the same key as every name foldEqual to it: each
+// rune becomes the smallest rune of its simple folding orbit.
+func foldKey(name string) string {
+	b := make([]byte, 0, len(name))
+	for _, r := range name {
+		for {
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				r = f
+				break
+			}
+			r = f
+		}
+		b = utf8.AppendRune(b, r)
+	}
+	return string(b)
+}
+
+// errJSONAmbiguous reports an object whose member names repeat or differ
+// only in case.
+var errJSONAmbiguous = errors.New("an object's member names repeat or differ only in case")
+
+// unambiguousJSON checks that no object in the JSON value v (valid JSON,
+// nested depth levels below the top) has two member names that
+// ambiguousNames finds: encoding/json would read one of them in place of
+// the other.
+func unambiguousJSON(v string, depth int) error {
+	p := jsonScanner{s: v}
+	p.skipSpace()
+	switch p.peek() {
+	case '{':
+		m, err := p.object(depth, nil, true)
+		if err != nil {
+			return err
+		}
+		if a, b, ok := m.ambiguousNames(); ok {
+			return fmt.Errorf("%w: %s and %s", errJSONAmbiguous, quoted(a), quoted(b))
+		}
+		for _, mem := range m {
+			if err := unambiguousJSON(mem.value, depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var err error
+		jsonEachValue(v, func(e string) bool {
+			err = unambiguousJSON(e, depth+1)
+			return err == nil
+		})
+		return err
+	}
+	return nil
+}
+
+// jsonEachValue calls fn with the raw text of each element of the array v
+// (valid JSON) until fn returns false; it reports false if v is not an
+// array.
+func jsonEachValue(v string, fn func(e string) bool) bool {
+	p := jsonScanner{s: v}
+	p.skipSpace()
+	if p.peek() != '[' {
+		return false
+	}
+	p.i++
+	p.skipSpace()
+	if p.peek() == ']' {
+		return true
+	}
+	for {
+		start := p.i
+		if p.value(0) != nil {
+			return false
+		}
+		if !fn(v[start:p.i]) {
+			return true
+		}
+		p.skipSpace()
+		switch p.peek() {
+		case ',':
+			p.i++
+			p.skipSpace()
+		default:
+			return true
+		}
+	}
 }
 
 // parseJSONObject parses s, which must be one JSON object with optional

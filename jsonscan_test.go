@@ -172,17 +172,30 @@ func TestJSONValueHelpers(t *testing.T) {
 	}
 }
 
-// TestEachFieldIsStringsFields checks eachField against strings.Fields,
-// whose splitting "scope" has always had.
-func TestEachFieldIsStringsFields(t *testing.T) {
-	for _, s := range []string{
-		"", " ", "a", " a ", "a b", "a  b\tc\nd\re\vf\fg", "\u00a0a\u0085b\u2003c\u3000", "é à", "a\u200bb",
-		"openid profile email offline_access orders:read",
+// TestEachFieldSplitsOnSpaceOnly: a scope list is delimited by U+0020
+// alone (RFC 6749 §3.3); every other white space character, ASCII or not,
+// stays inside its scope-token.
+func TestEachFieldSplitsOnSpaceOnly(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil}, {" ", nil}, {"a", []string{"a"}}, {" a ", []string{"a"}}, {"a b", []string{"a", "b"}},
+		{"a   b", []string{"a", "b"}}, {"é à", []string{"é", "à"}},
+		{"openid profile email offline_access orders:read", []string{"openid", "profile", "email", "offline_access", "orders:read"}},
 	} {
 		var got []string
-		eachField(s, func(f string) { got = append(got, f) })
-		if want := strings.Fields(s); !slices.Equal(got, want) {
-			t.Errorf("eachField(%q) = %q, strings.Fields = %q", s, got, want)
+		eachField(tc.in, func(f string) { got = append(got, f) })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("eachField(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, sp := range []string{"\t", "\n", "\r", "\v", "\f", "\u00a0", "\u0085", "\u2028", "\u3000", "\u2003", "\u200b"} {
+		in := "reports:tenant-7" + sp + "admin"
+		var got []string
+		eachField(in, func(f string) { got = append(got, f) })
+		if !slices.Equal(got, []string{in}) {
+			t.Errorf("eachField(%q) = %q, want the one scope-token", in, got)
 		}
 	}
 }
