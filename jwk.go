@@ -36,6 +36,7 @@ const (
 	algES384
 	algES512
 	algEdDSA
+	algEd25519 // RFC 9864: EdDSA with Ed25519, by its fully-specified name
 	algCount
 )
 
@@ -44,7 +45,7 @@ var algNames = [algCount]string{
 	algRS256: "RS256", algRS384: "RS384", algRS512: "RS512",
 	algPS256: "PS256", algPS384: "PS384", algPS512: "PS512",
 	algES256: "ES256", algES384: "ES384", algES512: "ES512",
-	algEdDSA: "EdDSA",
+	algEdDSA: "EdDSA", algEd25519: "Ed25519",
 }
 
 func (a alg) String() string {
@@ -77,6 +78,8 @@ func parseAlg(name string) alg {
 		return algES512
 	case "EdDSA":
 		return algEdDSA
+	case "Ed25519":
+		return algEd25519
 	}
 	return algInvalid
 }
@@ -141,7 +144,7 @@ func setOf(algs ...alg) algSet {
 
 // allAlgs is the default allow-list: every supported algorithm.
 var allAlgs = setOf(algRS256, algRS384, algRS512, algPS256, algPS384, algPS512,
-	algES256, algES384, algES512, algEdDSA)
+	algES256, algES384, algES512, algEdDSA, algEd25519)
 
 // verifyKey is one usable public key from a JWK Set. It is immutable once
 // published in a snapshot, except for removed, which the keyset sets when a
@@ -158,7 +161,7 @@ type verifyKey struct {
 type rawJWKFields struct {
 	Kty    string          `json:"kty"`
 	Use    *string         `json:"use"`
-	KeyOps []string        `json:"key_ops"`
+	KeyOps json.RawMessage `json:"key_ops"`
 	Alg    string          `json:"alg"`
 	Kid    json.RawMessage `json:"kid"`
 	D      json.RawMessage `json:"d"`
@@ -196,8 +199,10 @@ func parseJWK(data []byte) (*verifyKey, error) {
 		}
 		return nil, fmt.Errorf("use %q is not sig", *raw.Use)
 	}
-	if raw.KeyOps != nil && !slices.Contains(raw.KeyOps, "verify") {
-		return nil, errors.New("key_ops does not allow verify")
+	if raw.KeyOps != nil {
+		if err := checkKeyOps(raw.KeyOps); err != nil {
+			return nil, err
+		}
 	}
 	var kid string
 	if raw.Kid != nil {
@@ -231,7 +236,7 @@ func parseJWK(data []byte) (*verifyKey, error) {
 			return nil, errors.New("unsupported curve")
 		}
 	case ed25519.PublicKey:
-		algs = setOf(algEdDSA)
+		algs = setOf(algEdDSA, algEd25519)
 	default:
 		return nil, fmt.Errorf("unsupported key type %q", raw.Kty)
 	}
@@ -253,6 +258,32 @@ func parseJWK(data []byte) (*verifyKey, error) {
 		return nil, fmt.Errorf("thumbprint: %w", err)
 	}
 	return &verifyKey{kid: kid, algs: algs, pub: jwk.Key, thumbprint: string(tp)}, nil
+}
+
+// checkKeyOps holds a JWK's "key_ops" to RFC 7517 §4.3: an array of
+// strings without duplicates, here one that allows "verify". A null, a
+// value of another type, a member that is not a string or a repeated one
+// makes the key unusable.
+func checkKeyOps(raw json.RawMessage) error {
+	var ops []any
+	if err := json.Unmarshal(raw, &ops); err != nil || ops == nil {
+		return errors.New("key_ops is not an array")
+	}
+	seen := make(map[string]bool, len(ops))
+	for _, op := range ops {
+		s, ok := op.(string)
+		if !ok {
+			return errors.New("key_ops holds a value that is not a string")
+		}
+		if seen[s] {
+			return fmt.Errorf("key_ops repeats %q", s)
+		}
+		seen[s] = true
+	}
+	if !seen["verify"] {
+		return errors.New("key_ops does not allow verify")
+	}
+	return nil
 }
 
 // sameKey reports whether k and o are the same published key, so that a key

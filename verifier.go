@@ -41,6 +41,8 @@ type verifierOptions struct {
 	leeway          time.Duration
 	maxTokenBytes   int
 	strictType      bool
+	ignoreCnf       bool // InsecureIgnoreUnsupportedConfirmation
+	acceptIDTokens  bool // InsecureAcceptIDTokens
 	requiredClaims  []string
 	maxLifetime     time.Duration
 	scopeClaims     []string
@@ -124,7 +126,8 @@ func InsecureSkipAudienceCheck() VerifierOption {
 
 // WithAlgorithms restricts the accepted signing algorithms to algs, JWA
 // names out of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
-// ES512 and EdDSA. The default is all of them. "none" and the HMAC
+// ES512, EdDSA and Ed25519 (the fully-specified name of EdDSA with
+// Ed25519, RFC 9864). The default is all of them. "none" and the HMAC
 // algorithms are never accepted: a keyset holds public keys only.
 func WithAlgorithms(algs ...string) VerifierOption {
 	return func(o *verifierOptions) error {
@@ -231,10 +234,52 @@ func WithTokenCache(entries, maxTokenBytes int, maxAge time.Duration) VerifierOp
 	}
 }
 
-// withClock injects the verifier's clock (tests).
-func withClock(now func() time.Time) VerifierOption {
+// WithClock sets the verifier's clock, which it reads for every check of
+// "exp", "nbf" and "iat" and for the age of cached tokens. The default is
+// [time.Now]. Tests use it to verify tokens at a fixed instant; the
+// interceptors' stream expiry runs on real time whatever the clock says.
+func WithClock(now func() time.Time) VerifierOption {
 	return func(o *verifierOptions) error {
+		if now == nil {
+			return errors.New("grpcjwt: WithClock: nil clock")
+		}
 		o.now = now
+		return nil
+	}
+}
+
+// InsecureAcceptIDTokens accepts tokens that show themselves to be OpenID
+// Connect ID tokens: tokens carrying "at_hash" or "c_hash", or Keycloak's
+// payload "typ" of "ID". By default they fail with [ErrTokenType]: an ID
+// token tells a client who the user is, and is not meant to call an API
+// (RFC 8725 §3.11, RFC 9068 §4).
+//
+// Use it only for an issuer whose access tokens are built like its ID
+// tokens. Dex is one: it signs its access tokens with its ID-token code,
+// so each carries "at_hash", and nothing tells the two apart. With this
+// option the audience is the only guard: a Dex token's "aud" is the
+// client ID, so every ID token Dex issues to that client is accepted too.
+func InsecureAcceptIDTokens() VerifierOption {
+	return func(o *verifierOptions) error {
+		o.acceptIDTokens = true
+		return nil
+	}
+}
+
+// InsecureIgnoreUnsupportedConfirmation accepts, as plain bearer tokens,
+// tokens bound by their "cnf" claim (RFC 7800) to a proof of possession
+// that this library cannot check: a DPoP key thumbprint ("jkt", RFC 9449),
+// a "jwk", a "kid", or any member other than "x5t#S256". By default such a
+// token fails with [ErrUnsupportedConfirmation].
+//
+// A sender-constrained token is issued so that a thief who holds only the
+// token cannot use it. Accepting it without the proof gives that up: use
+// this option only when something in front of this server (a gateway that
+// checks DPoP proofs) has already checked the binding. Certificate-bound
+// tokens ("x5t#S256", RFC 8705) are still held to their certificate.
+func InsecureIgnoreUnsupportedConfirmation() VerifierOption {
+	return func(o *verifierOptions) error {
+		o.ignoreCnf = true
 		return nil
 	}
 }
@@ -291,7 +336,10 @@ type jwsHeader struct {
 // bounds any wait for a key refresh that the token triggers.
 //
 // The returned error wraps one of the package's sentinel errors ([ErrMalformed],
-// [ErrSignature], [ErrExpired], ...). Its text never holds claim values.
+// [ErrSignature], [ErrExpired], ...). A refusal by a claim of a token whose
+// signature verified is a [CheckError] naming the claim, its value and the
+// accepted ones; an error about a token whose signature did not verify
+// never holds a value read from it.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	c, err := v.verifyToken(ctx, raw)
 	if err != nil {
@@ -323,10 +371,17 @@ func (v *Verifier) checkAudience(c *Claims, audiences []string) error {
 			return nil
 		}
 	}
-	if len(c.Audience) == 0 {
-		return fmt.Errorf("%w: no aud claim", ErrAudience)
+	return audienceError(ErrAudience, c, audiences)
+}
+
+// audienceError is the CheckError of an audience check: err is ErrAudience
+// or the rule's errRuleAudience.
+func audienceError(err error, c *Claims, audiences []string) error {
+	got := "absent"
+	if c.Audience != nil {
+		got = quotedList(c.Audience)
 	}
-	return ErrAudience
+	return &CheckError{Err: err, Check: "aud", Got: got, Want: "one of " + quotedList(audiences)}
 }
 
 // verifyToken is Verify without the audience check, which the caller
@@ -427,7 +482,7 @@ func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *v
 	}
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
-		return nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, nil, nil, errOpaqueToken
 	}
 	d2 := d1 + 1 + strings.IndexByte(raw[d1+1:], '.')
 	if d2 == d1 {
@@ -503,19 +558,32 @@ func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *v
 	return nil, nil, nil, ErrSignature
 }
 
+// errOpaqueToken refuses a token without a dot: not a JWT at all, most
+// likely an opaque access token, which several providers issue when the
+// client asks for no API (resource, audience) in its token request.
+var errOpaqueToken = fmt.Errorf("%w: not a JWT (no dots): an opaque access token? "+
+	"Logto, Auth0 and Zitadel issue opaque tokens when the token request names no API "+
+	"(Logto: resource=, Auth0: audience=; Zitadel: choose JWT access tokens in the app)", ErrMalformed)
+
 // checkClaims applies the issuer, time and required-claim checks.
 func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 	if !v.o.skipIssuer && !slices.Contains(v.o.issuers, c.Issuer) {
-		if c.Issuer == "" {
-			return fmt.Errorf("%w: no iss claim", ErrIssuer)
+		got := quoted(c.Issuer)
+		if !m.has("iss") {
+			got = "absent"
 		}
-		return ErrIssuer
+		return &CheckError{Err: ErrIssuer, Check: "iss", Got: got, Want: "one of " + quotedList(v.o.issuers)}
 	}
 	if !m.has("exp") {
 		return fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
-	if err := checkNotIDToken(m); err != nil {
-		return err
+	if !v.o.acceptIDTokens {
+		if err := checkNotIDToken(m); err != nil {
+			return err
+		}
+	}
+	if c.unsupportedCnf != "" && !v.o.ignoreCnf {
+		return fmt.Errorf("%w: cnf holds %q (only x5t#S256, RFC 8705, is checked here)", ErrUnsupportedConfirmation, c.unsupportedCnf)
 	}
 	for _, name := range v.o.requiredClaims {
 		if !m.has(name) {
@@ -526,17 +594,25 @@ func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 		return err
 	}
 	if !c.IssuedAt.IsZero() && c.IssuedAt.After(now.Add(v.o.leeway)) {
-		return fmt.Errorf("%w: issued in the future", ErrNotYetValid)
+		return &CheckError{Err: ErrNotYetValid, Check: "iat", Got: stamp(c.IssuedAt), Want: v.notAfter(now)}
 	}
 	if v.o.maxLifetime > 0 {
 		if c.IssuedAt.IsZero() {
 			return fmt.Errorf("%w: iat (needed for the lifetime bound)", ErrMissingClaim)
 		}
-		if c.Expiry.Sub(c.IssuedAt) > v.o.maxLifetime {
-			return fmt.Errorf("%w: longer than %v", ErrLifetime, v.o.maxLifetime)
+		if life := c.Expiry.Sub(c.IssuedAt); life > v.o.maxLifetime {
+			return &CheckError{Err: ErrLifetime, Check: "exp - iat", Got: life.String(), Want: "at most " + v.o.maxLifetime.String()}
 		}
 	}
 	return nil
+}
+
+// stamp formats an instant for a CheckError.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// notAfter is the Want of an nbf or iat check at now.
+func (v *Verifier) notAfter(now time.Time) string {
+	return fmt.Sprintf("at most %s (the server's clock %s plus the leeway %v)", stamp(now.Add(v.o.leeway)), stamp(now), v.o.leeway)
 }
 
 // checkNotIDToken refuses a token that shows itself to be an OpenID
@@ -568,10 +644,11 @@ func checkNotIDToken(m jsonObject) error {
 // checkTimes checks "exp" and "nbf"; it runs again on every cache hit.
 func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	if !now.Before(c.Expiry.Add(v.o.leeway)) {
-		return ErrExpired
+		return &CheckError{Err: ErrExpired, Check: "exp", Got: stamp(c.Expiry),
+			Want: fmt.Sprintf("after %s (the server's clock %s less the leeway %v)", stamp(now.Add(-v.o.leeway)), stamp(now), v.o.leeway)}
 	}
 	if !c.NotBefore.IsZero() && now.Add(v.o.leeway).Before(c.NotBefore) {
-		return ErrNotYetValid
+		return &CheckError{Err: ErrNotYetValid, Check: "nbf", Got: stamp(c.NotBefore), Want: v.notAfter(now)}
 	}
 	return nil
 }
@@ -687,7 +764,7 @@ func verifySignature(a alg, k *verifyKey, signingInput, sig []byte) bool {
 	}
 	switch pub := k.pub.(type) {
 	case ed25519.PublicKey:
-		return a == algEdDSA && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, signingInput, sig)
+		return (a == algEdDSA || a == algEd25519) && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, signingInput, sig)
 	case *rsa.PublicKey:
 		// A digest array of each branch's own: the PSS check lets it
 		// escape, the PKCS #1 v1.5 one keeps it on the stack.

@@ -30,7 +30,7 @@ import (
 )
 
 // vtEpoch is "now" for the verifier tests; tokens are minted around it and
-// the verifier reads it through withClock.
+// the verifier reads it through WithClock.
 var vtEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // vtAud is the audience the test verifiers accept.
@@ -173,6 +173,7 @@ type vtFixture struct {
 	atkHits atomic.Int64
 	perAlg  []vtAlgIssuer
 	secrets []string // key material that must never appear in an error text
+	addr    string   // the issuer's host and port, which no fetch error may name
 }
 
 func newVTFixture(t *testing.T) *vtFixture {
@@ -211,7 +212,8 @@ func newVTFixture(t *testing.T) *vtFixture {
 			}
 		}
 	}
-	f.secrets = append(f.secrets, "SECRET", "PUBLIC KEY", strings.TrimPrefix(f.is.URL(), "http://"))
+	f.secrets = append(f.secrets, "SECRET", "PUBLIC KEY")
+	f.addr = strings.TrimPrefix(f.is.URL(), "http://")
 	return f
 }
 
@@ -265,7 +267,7 @@ func (f *vtFixture) verifier(t testing.TB, c vtCase, cache bool) *Verifier {
 	if opts == nil {
 		opts = f.opts()
 	}
-	opts = append(slices.Clone(opts), withClock(f.clock.Now))
+	opts = append(slices.Clone(opts), WithClock(f.clock.Now))
 	if !cache {
 		opts = append(opts, WithTokenCache(0, 0, 0))
 	}
@@ -467,7 +469,7 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "segments/a.b.c.d", token: "a.b.c.d", wantErr: ErrMalformed},
 		vtCase{name: "segments/a.b.c", token: "a.b.c", wantErr: ErrMalformed},
 		vtCase{name: "segments/..", token: "..", wantErr: ErrMalformed},
-		vtCase{name: "segments/no dot", token: gh, wantErr: ErrMalformed, wantText: "not a compact JWS"},
+		vtCase{name: "segments/no dot", token: gh, wantErr: ErrMalformed, wantText: "not a JWT (no dots): an opaque access token?"},
 		vtCase{name: "segments/four dots (not JWE-shaped)", token: good + ".x", wantErr: ErrMalformed, wantText: "not a compact JWS"},
 		vtCase{name: "header/not a JSON object (array)", token: vtAssemble([]byte(`["alg","ES256"]`), payload, sigBytes), wantErr: ErrMalformed},
 		vtCase{name: "header/JSON null", token: vtAssemble([]byte(`null`), payload, sigBytes), wantErr: ErrMalformed},
@@ -508,7 +510,7 @@ func (f *vtFixture) cases() []vtCase {
 
 	// --- issuer, audience ---
 	add(
-		vtCase{name: "iss/wrong", token: f.tok(vtSet("iss", "https://evil.example/SECRET")), wantErr: ErrIssuer},
+		vtCase{name: "iss/wrong", token: f.tok(vtSet("iss", "https://evil.example/tenant")), wantErr: ErrIssuer, wantText: `iss is "https://evil.example/tenant", want one of ["http://`},
 		vtCase{name: "iss/trailing slash", token: f.tok(vtSet("iss", f.is.URL()+"/")), wantErr: ErrIssuer},
 		vtCase{name: "iss/different case", token: f.tok(vtSet("iss", strings.ToUpper(f.is.URL()))), wantErr: ErrIssuer},
 		vtCase{name: "iss/missing", token: f.tok(vtDel("iss")), wantErr: ErrIssuer},
@@ -562,6 +564,8 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "idtoken/Keycloak typ ID", token: f.tokH(map[string]any{"typ": "JWT"}, vtSet("typ", "ID")), wantErr: ErrTokenType, wantText: `"ID"`},
 		vtCase{name: "idtoken/Keycloak typ Refresh", token: f.tok(vtSet("typ", "Refresh")), wantErr: ErrTokenType},
 		vtCase{name: "idtoken/Keycloak typ Offline", token: f.tok(vtSet("typ", "Offline")), wantErr: ErrTokenType},
+		vtCase{name: "accept/ID token with InsecureAcceptIDTokens (Dex)", token: f.tokH(map[string]any{"typ": nil}, vtSet("at_hash", "77QmUPtjPfzWtF2AnpK9RQ")),
+			opts: f.opts(InsecureAcceptIDTokens())},
 		vtCase{name: "idtoken/strict type too", token: f.tok(vtSet("at_hash", "x")), opts: f.opts(WithStrictType()), wantErr: ErrTokenType},
 		vtCase{name: "required/sub missing", token: f.tok(vtDel("sub")), opts: f.opts(WithRequiredClaims("sub")), wantErr: ErrMissingClaim},
 		vtCase{name: "lifetime/exceeded", token: f.tok(), opts: f.opts(WithMaxLifetime(30 * time.Minute)), wantErr: ErrLifetime},
@@ -657,6 +661,13 @@ func TestVerify(t *testing.T) {
 					if strings.Contains(err.Error(), s) {
 						t.Errorf("error text %q contains %q", err, s)
 					}
+				}
+				// Only a check of a verified claim names values, the
+				// configured issuers among them; a fetch error never
+				// names the JWKS address.
+				var ce *CheckError
+				if !errors.As(err, &ce) && strings.Contains(err.Error(), f.addr) {
+					t.Errorf("error text %q names the issuer's address", err)
 				}
 				return
 			}
@@ -793,42 +804,60 @@ func TestNewVerifierInvalidOptions(t *testing.T) {
 	}
 }
 
-// TestVerifyErrorTextsHoldNoTokenValues plants a marker in each part of a
-// token that an error could echo and checks that no error text has it.
-func TestVerifyErrorTextsHoldNoTokenValues(t *testing.T) {
+// TestVerifyErrorTexts plants a marker in each part of a token that an
+// error could echo. A token whose signature does not verify, or whose
+// claims are refused for their form, never has a value echoed; a signed
+// token refused by a claim check is a CheckError that names that claim's
+// value (and only that claim's) beside the accepted ones.
+func TestVerifyErrorTexts(t *testing.T) {
 	f := newVTFixture(t)
 	const marker = "SECRET"
 	evil := "https://evil.example/" + marker
-	toks := map[string]string{
-		"iss":            f.tok(vtSet("iss", evil)),
-		"aud":            f.tok(vtSet("aud", evil)),
-		"aud array":      f.tok(vtSet("aud", []string{evil, marker})),
-		"expired sub":    f.tok(vtSet("sub", marker), vtSet("exp", vtEpoch.Add(-time.Hour).Unix())),
-		"kid":            f.tokH(map[string]any{"kid": marker}),
-		"alg":            f.tokH(map[string]any{"alg": marker}),
-		"typ":            f.tokH(map[string]any{"typ": marker}),
-		"cty":            f.tokH(map[string]any{"cty": "JWT", "x": marker}),
-		"crit":           f.tokH(map[string]any{"crit": []string{marker}}),
-		"jku":            grpcjwttest.Sign(f.atk, map[string]any{"jku": evil}, f.claims()),
-		"exp string":     f.tok(vtSet("exp", marker)),
-		"iss number":     f.tok(vtSet("iss", 1), vtSet("sub", marker)),
-		"scope":          f.tok(vtSet("scope", map[string]string{marker: marker})),
-		"tampered":       f.tok(vtSet("sub", marker)) + "A",
-		"required claim": f.tok(vtSet("sub", marker), vtDel("jti")),
-	}
-	v := f.verifier(t, vtCase{opts: f.opts(WithRequiredClaims("jti"))}, true)
-	for name, tok := range toks {
-		_, err := v.Verify(t.Context(), tok)
+	for _, tc := range []struct {
+		name      string
+		tok       string
+		wantCheck string // "": no CheckError and no marker in the text
+	}{
+		{"iss", f.tok(vtSet("iss", evil)), "iss"},
+		{"aud", f.tok(vtSet("aud", evil)), "aud"},
+		{"aud array", f.tok(vtSet("aud", []string{evil, marker})), "aud"},
+		{"expired sub", f.tok(vtSet("sub", marker), vtSet("exp", vtEpoch.Add(-time.Hour).Unix())), "exp"},
+		{"kid", f.tokH(map[string]any{"kid": marker}), ""},
+		{"alg", f.tokH(map[string]any{"alg": marker}), ""},
+		{"typ", f.tokH(map[string]any{"typ": marker}), ""},
+		{"cty", f.tokH(map[string]any{"cty": "JWT", "x": marker}), ""},
+		{"crit", f.tokH(map[string]any{"crit": []string{marker}}), ""},
+		{"jku", grpcjwttest.Sign(f.atk, map[string]any{"jku": evil}, f.claims()), ""},
+		{"unsigned iss", grpcjwttest.Sign(f.atk, nil, f.claims(vtSet("iss", evil))), ""},
+		{"exp string", f.tok(vtSet("exp", marker)), ""},
+		{"iss number", f.tok(vtSet("iss", 1), vtSet("sub", marker)), ""},
+		{"scope", f.tok(vtSet("scope", map[string]string{marker: marker})), ""},
+		{"tampered", f.tok(vtSet("sub", marker)) + "A", ""},
+		{"required claim", f.tok(vtSet("sub", marker), vtDel("jti")), ""},
+	} {
+		v := f.verifier(t, vtCase{opts: f.opts(WithRequiredClaims("jti"))}, true)
+		_, err := v.Verify(t.Context(), tc.tok)
 		if err == nil {
-			t.Errorf("%s: token accepted", name)
+			t.Errorf("%s: token accepted", tc.name)
 			continue
 		}
-		if strings.Contains(err.Error(), marker) {
-			t.Errorf("%s: error text %q holds a value from the token", name, err)
+		var ce *CheckError
+		isCheck := errors.As(err, &ce)
+		switch {
+		case tc.wantCheck == "" && isCheck:
+			t.Errorf("%s: got CheckError %v, want none", tc.name, err)
+		case tc.wantCheck == "" && strings.Contains(err.Error(), marker):
+			t.Errorf("%s: error text %q holds a value from the token", tc.name, err)
+		case tc.wantCheck != "" && (!isCheck || ce.Check != tc.wantCheck):
+			t.Errorf("%s: got %v, want a CheckError of %s", tc.name, err, tc.wantCheck)
+		case tc.wantCheck != "" && tc.wantCheck != "exp" && !strings.Contains(ce.Got, marker):
+			t.Errorf("%s: CheckError %v does not name the token's value", tc.name, err)
+		case tc.wantCheck == "exp" && strings.Contains(err.Error(), marker):
+			t.Errorf("%s: error text %q names another claim's value", tc.name, err)
 		}
 		for _, s := range f.secrets {
-			if strings.Contains(err.Error(), s) {
-				t.Errorf("%s: error text %q holds %q", name, err, s)
+			if strings.Contains(err.Error(), s) && s != marker {
+				t.Errorf("%s: error text %q holds %q", tc.name, err, s)
 			}
 		}
 	}
@@ -914,7 +943,7 @@ func TestVerifyCacheSkipsFailures(t *testing.T) {
 
 func TestVerifyCacheOff(t *testing.T) {
 	f := newVTFixture(t)
-	v, err := NewVerifier(f.static, f.opts(withClock(f.clock.Now), WithTokenCache(0, 0, 0))...)
+	v, err := NewVerifier(f.static, f.opts(WithClock(f.clock.Now), WithTokenCache(0, 0, 0))...)
 	if err != nil {
 		t.Fatal(err)
 	}
