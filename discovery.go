@@ -3,7 +3,7 @@ package grpcjwt
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -39,7 +39,13 @@ type ProviderMetadata struct {
 func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*ProviderMetadata, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("grpcjwt: Discover: the issuer must be an absolute http or https URL without query or fragment")
+		return nil, fmt.Errorf("grpcjwt: Discover: the issuer %s is not an absolute http or https URL without query or fragment", quoted(issuer))
+	}
+	for _, suffix := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		if strings.Contains(u.Path, suffix) {
+			return nil, fmt.Errorf("grpcjwt: Discover: %s is a metadata URL; pass the issuer itself, %s",
+				quoted(issuer), quoted(strings.TrimSuffix(issuer[:strings.Index(issuer, suffix)], "/")))
+		}
 	}
 	o, err := buildKeysetOptions(opts)
 	if err != nil {
@@ -50,12 +56,18 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 	rfc8414.Path = "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.Path, "/")
 	rfc8414.RawPath = ""
 
+	docURL := oidcURL
 	doc, _, status, err := getCapped(ctx, o, oidcURL, "application/json", "metadata")
 	if err != nil && status == http.StatusNotFound {
-		doc, _, _, err = getCapped(ctx, o, rfc8414.String(), "application/json", "metadata")
+		docURL = rfc8414.String()
+		var status2 int
+		doc, _, status2, err = getCapped(ctx, o, docURL, "application/json", "metadata")
+		if err != nil && status2 == http.StatusNotFound {
+			err = notAnIssuer(ctx, o, issuer, oidcURL, docURL)
+		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("grpcjwt: Discover: %w", err)
 	}
 	var m struct {
 		Issuer  *string  `json:"issuer"`
@@ -63,20 +75,24 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 		Algs    []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := json.Unmarshal(doc, &m); err != nil {
-		return nil, errors.New("grpcjwt: Discover: the metadata document is not a JSON object of the expected types")
+		return nil, fmt.Errorf("grpcjwt: Discover: the metadata document at %s is not a JSON object of the expected types", redacted(docURL))
 	}
-	if m.Issuer == nil || *m.Issuer != issuer {
-		return nil, errors.New("grpcjwt: Discover: the document's issuer differs from the configured issuer")
+	if m.Issuer == nil {
+		return nil, fmt.Errorf("grpcjwt: Discover: the metadata document at %s has no issuer", redacted(docURL))
+	}
+	if *m.Issuer != issuer {
+		return nil, fmt.Errorf("grpcjwt: Discover: the metadata document at %s names the issuer %s, not the configured %s; "+
+			"they must match exactly%s", redacted(docURL), quoted(*m.Issuer), quoted(issuer), issuerHint(*m.Issuer, issuer))
 	}
 	if m.JWKSURI == nil {
-		return nil, errors.New("grpcjwt: Discover: the document has no jwks_uri")
+		return nil, fmt.Errorf("grpcjwt: Discover: the metadata document at %s has no jwks_uri", redacted(docURL))
 	}
 	ju, err := url.Parse(*m.JWKSURI)
 	if err != nil || (ju.Scheme != "https" && ju.Scheme != "http") || ju.Host == "" {
-		return nil, errors.New("grpcjwt: Discover: jwks_uri is not an absolute http or https URL")
+		return nil, fmt.Errorf("grpcjwt: Discover: the jwks_uri %s of the metadata document at %s is not an absolute http or https URL", quoted(*m.JWKSURI), redacted(docURL))
 	}
 	if u.Scheme == "https" && ju.Scheme != "https" {
-		return nil, errors.New("grpcjwt: Discover: an https issuer advertises a plain-http jwks_uri")
+		return nil, fmt.Errorf("grpcjwt: Discover: the https issuer %s advertises the plain-http jwks_uri %s", quoted(issuer), quoted(*m.JWKSURI))
 	}
 	md := &ProviderMetadata{Issuer: issuer, JWKSURI: *m.JWKSURI}
 	for _, name := range m.Algs {
@@ -85,6 +101,37 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 		}
 	}
 	return md, nil
+}
+
+// issuerHint names the usual cause of an issuer mismatch, if it is one.
+func issuerHint(doc, configured string) string {
+	switch {
+	case strings.TrimSuffix(doc, "/") == strings.TrimSuffix(configured, "/"):
+		return " (the trailing slash differs: use the document's spelling, as the tokens' iss has it)"
+	case strings.TrimPrefix(doc, "https://") == strings.TrimPrefix(configured, "http://"),
+		strings.TrimPrefix(doc, "http://") == strings.TrimPrefix(configured, "https://"):
+		return " (the scheme differs: a provider behind a proxy may announce http; fix its public URL setting)"
+	}
+	return ""
+}
+
+// notAnIssuer is Discover's error when neither metadata location exists.
+// It looks at the URL itself: a JWK Set URL given in place of an issuer
+// gets a hint saying so.
+func notAnIssuer(ctx context.Context, o keysetOptions, issuer, oidcURL, rfc8414URL string) error {
+	err := fmt.Errorf("no metadata document at %s or %s (HTTP 404): is %s the issuer, as the tokens' iss spells it?",
+		redacted(oidcURL), redacted(rfc8414URL), quoted(issuer))
+	body, _, _, gerr := getCapped(ctx, o, issuer, "application/json", "issuer")
+	if gerr != nil {
+		return err
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if json.Unmarshal(body, &set) == nil && set.Keys != nil {
+		return fmt.Errorf("%s is a JWK Set URL, not an issuer: pass it to NewRemoteKeyset (with WithIssuer), or give NewIssuerKeyset the issuer", quoted(issuer))
+	}
+	return err
 }
 
 // NewIssuerKeyset discovers issuer's metadata with [Discover] and returns a

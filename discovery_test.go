@@ -98,27 +98,40 @@ func TestDiscover(t *testing.T) {
 	}
 
 	cases := []struct {
-		name string
-		doc  func(base string) any
+		name     string
+		doc      func(base string) any
+		wantText []string
 	}{
-		{"issuer differs", func(base string) any { return map[string]any{"issuer": base + "/evil", "jwks_uri": base + "/jwks"} }},
-		{"issuer with trailing slash differs", func(base string) any { return map[string]any{"issuer": base + "/t/", "jwks_uri": base + "/jwks"} }},
-		{"no issuer", func(base string) any { return map[string]any{"jwks_uri": base + "/jwks"} }},
-		{"no jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t"} }},
-		{"relative jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t", "jwks_uri": "/jwks"} }},
-		{"issuer not a string", func(base string) any { return map[string]any{"issuer": 7, "jwks_uri": base + "/jwks"} }},
-		{"not an object", func(base string) any { return []string{"x"} }},
+		{"issuer differs", func(base string) any { return map[string]any{"issuer": base + "/evil", "jwks_uri": base + "/jwks"} },
+			[]string{`names the issuer "BASE/evil", not the configured "BASE/t"`}},
+		{"issuer with trailing slash differs", func(base string) any { return map[string]any{"issuer": base + "/t/", "jwks_uri": base + "/jwks"} },
+			[]string{`names the issuer "BASE/t/", not the configured "BASE/t"`, "trailing slash"}},
+		{"no issuer", func(base string) any { return map[string]any{"jwks_uri": base + "/jwks"} }, []string{"has no issuer"}},
+		{"no jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t"} }, []string{"has no jwks_uri"}},
+		{"relative jwks_uri", func(base string) any { return map[string]any{"issuer": base + "/t", "jwks_uri": "/jwks"} },
+			[]string{`jwks_uri "/jwks" of the metadata document at`}},
+		{"issuer not a string", func(base string) any { return map[string]any{"issuer": 7, "jwks_uri": base + "/jwks"} }, nil},
+		{"not an object", func(base string) any { return []string{"x"} }, nil},
 		{"oversized", func(base string) any {
 			return map[string]any{"issuer": base + "/t", "jwks_uri": base + "/jwks", "pad": strings.Repeat("x", 2<<20)}
-		}},
+		}, []string{"larger than"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := metadataServer(t, map[string]func(string) any{"/t/.well-known/openid-configuration": tc.doc})
-			if md, err := grpcjwt.Discover(t.Context(), srv.URL+"/t"); err == nil {
+			md, err := grpcjwt.Discover(t.Context(), srv.URL+"/t")
+			if err == nil {
 				t.Fatalf("got %+v, want an error", md)
-			} else if strings.Contains(err.Error(), "127.0.0.1") {
-				t.Errorf("error names the address: %v", err)
+			}
+			// A configuration error names what to fix: the document's
+			// address, and both issuers when they differ.
+			if !strings.Contains(err.Error(), srv.URL+"/t") {
+				t.Errorf("error %q does not name the document's address", err)
+			}
+			for _, want := range tc.wantText {
+				if !strings.Contains(err.Error(), strings.ReplaceAll(want, "BASE", srv.URL)) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
 			}
 		})
 	}

@@ -111,7 +111,6 @@ func defaultKeysetOptions() keysetOptions {
 		refreshMin:         5 * time.Minute,
 		refreshMax:         24 * time.Hour,
 		unknownKIDInterval: 30 * time.Second,
-		logger:             slog.Default(),
 		now:                time.Now,
 	}
 }
@@ -121,7 +120,9 @@ type KeysetOption func(*keysetOptions) error
 
 // WithHTTPClient sets the client that fetches the JWK Set. The default is
 // [http.DefaultClient]; each fetch is bounded by [WithFetchTimeout] whatever
-// the client's own timeout.
+// the client's own timeout. The keyset uses a copy of c that refuses a
+// redirect from https to http and follows at most 5 redirects, each also
+// subject to c's own CheckRedirect.
 func WithHTTPClient(c *http.Client) KeysetOption {
 	return func(o *keysetOptions) error {
 		if c == nil {
@@ -244,13 +245,11 @@ func WithLazyFetch() KeysetOption {
 
 // WithKeysetLogger sets where the keyset logs skipped keys and fetch
 // failures: one line when a run of failures starts and one when it ends,
-// never one per request. The default is [slog.Default]; pass a logger with
-// a discarding handler to silence it.
+// never one per request. The default, like nil, is the [slog.Default] of
+// the moment the keyset is built; pass slog.New(slog.DiscardHandler) to
+// silence it. [WithLogger] is the interceptors' equivalent.
 func WithKeysetLogger(l *slog.Logger) KeysetOption {
 	return func(o *keysetOptions) error {
-		if l == nil {
-			return errors.New("grpcjwt: WithKeysetLogger: nil logger")
-		}
 		o.logger = l
 		return nil
 	}
@@ -273,6 +272,10 @@ func buildKeysetOptions(opts []KeysetOption) (keysetOptions, error) {
 		if err := opt(&o); err != nil {
 			return o, err
 		}
+	}
+	o.client = noDowngradeClient(o.client)
+	if o.logger == nil {
+		o.logger = slog.Default()
 	}
 	if o.refreshDefault < o.refreshMin {
 		o.refreshDefault = o.refreshMin
@@ -310,9 +313,15 @@ func NewStaticKeyset(jwks []byte, opts ...KeysetOption) (*Keyset, error) {
 // reason.
 func parseKeySet(doc []byte, maxKeys int) (*keySnapshot, error) {
 	var set struct {
-		Keys []json.RawMessage `json:"keys"`
+		Keys    []json.RawMessage `json:"keys"`
+		JWKSURI *string           `json:"jwks_uri"`
 	}
-	if err := json.Unmarshal(doc, &set); err != nil {
+	if err := json.Unmarshal(doc, &set); err != nil || set.Keys == nil {
+		if err == nil && set.JWKSURI != nil {
+			// A discovery URL given where a JWK Set URL belongs.
+			return nil, fmt.Errorf("grpcjwt: this is an issuer's metadata document, not a JWK Set: "+
+				"pass its jwks_uri %s to NewRemoteKeyset, or the issuer to NewIssuerKeyset", quoted(*set.JWKSURI))
+		}
 		return nil, errors.New("grpcjwt: JWK Set is not a JSON object with a keys array")
 	}
 	if len(set.Keys) > maxKeys {
@@ -553,7 +562,7 @@ type fetchCall struct {
 func NewRemoteKeyset(ctx context.Context, jwksURL string, opts ...KeysetOption) (*Keyset, error) {
 	u, err := url.Parse(jwksURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, errors.New("grpcjwt: NewRemoteKeyset: the JWKS URL must be an absolute http or https URL")
+		return nil, fmt.Errorf("grpcjwt: NewRemoteKeyset: the JWKS URL %s is not an absolute http or https URL", quoted(jwksURL))
 	}
 	o, err := buildKeysetOptions(opts)
 	if err != nil {
@@ -799,7 +808,7 @@ func (r *remoteSource) download(ctx context.Context) (*keySnapshot, time.Duratio
 	}
 	snap, err := parseKeySet(body, r.o.maxKeys)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%w (JWKS URL %s)", err, redacted(r.url))
 	}
 	return snap, r.refreshInterval(header, r.o.now()), nil
 }
@@ -858,6 +867,14 @@ func cacheLifetime(h http.Header, now time.Time) (time.Duration, bool) {
 		return min(max(t.Sub(base), 0), maxCacheLifetime), true
 	}
 	return 0, false
+}
+
+// redacted is u with any password replaced, for error texts.
+func redacted(u string) string {
+	if pu, err := url.Parse(u); err == nil {
+		return pu.Redacted()
+	}
+	return u
 }
 
 // parseDeltaSeconds reads delta-seconds (1*DIGIT, RFC 9111 §1.2.2). A value
