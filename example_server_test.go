@@ -84,7 +84,7 @@ func ExampleNewPolicy() {
 	})
 	fmt.Println(err)
 	// Output:
-	// grpcjwt: rule "/orders.v1.OrderService/*": a public rule cannot require audiences, scopes or certificate binding
+	// grpcjwt: rule "/orders.v1.OrderService/*": a public rule cannot require audiences, issuers, scopes, claims or certificate binding
 	// grpcjwt: rule "orders.v1.OrderService/Get": a method rule is "/pkg.Service/Method"
 }
 

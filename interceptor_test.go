@@ -705,27 +705,40 @@ func TestInterceptorStatusMapping(t *testing.T) {
 	}
 
 	// The logger gets the full cause, which the client never sees.
-	recs := logs.find("grpcjwt: call rejected", map[string]string{"method": itUnary, "rule": itService})
+	recs := logs.find("grpcjwt: call refused", map[string]string{"method": itUnary, "rule": itService})
 	var causes []string
 	for _, r := range recs {
 		causes = append(causes, r.attrs["error"])
 	}
 	for _, want := range []string{
-		`grpcjwt: insufficient scope: needs "write:orders"`,
-		"grpcjwt: token expired",
-		"grpcjwt: token issuer not trusted",
+		`grpcjwt: insufficient scope: scope is ["read:orders"], want all of ["write:orders"], lacking "write:orders"`,
+		"grpcjwt: token expired: exp is ",
+		`grpcjwt: token issuer not trusted: iss is "https://other.example", want one of ["` + is.URL() + `"]`,
 		"grpcjwt: invalid token signature",
 		"grpcjwt: missing bearer token",
 		"grpcjwt: malformed token: authorization value of 65543 bytes exceeds the limit",
 	} {
-		if !slices.Contains(causes, want) {
+		if !slices.ContainsFunc(causes, func(c string) bool { return strings.HasPrefix(c, want) }) {
 			t.Errorf("logged causes %q lack %q", causes, want)
 		}
 	}
-	for _, r := range recs {
-		if r.level != slog.LevelInfo {
-			t.Errorf("rejection logged at %v, want INFO", r.level)
+	// Each interceptor (unary, stream) logs its first refusal as a
+	// warning, counting it, and the rest, within the minute, at Debug.
+	warnings := 0
+	for _, r := range logs.find("grpcjwt: call refused", nil) {
+		switch r.level {
+		case slog.LevelWarn:
+			warnings++
+			if r.attrs["refused_since_last_warning"] != "1" {
+				t.Errorf("first warning counts %q refusals, want 1", r.attrs["refused_since_last_warning"])
+			}
+		case slog.LevelDebug:
+		default:
+			t.Errorf("refusal logged at %v, want WARN or DEBUG", r.level)
 		}
+	}
+	if warnings != 2 {
+		t.Errorf("%d refusals logged at WARN, want 2 (the first of each interceptor)", warnings)
 	}
 }
 
@@ -735,18 +748,22 @@ func TestInterceptorNoSecretsInStatus(t *testing.T) {
 	is := itIssuer(t)
 	logs := &itLogs{}
 	c, _, _ := itProtect(t, itVerifier(t, is), grpcjwt.WithLogger(slog.New(logs)))
+	// Tokens signed by the issuer's key carry SIGNED markers: their values
+	// may reach the log (the check that refused them names them), never
+	// the client. Tokens whose signature fails carry SECRET markers, which
+	// reach neither.
 	evil := func(m map[string]any) {
-		m["iss"] = "https://evil.example/SECRET-123"
-		m["sub"] = "SECRET-SUB"
+		m["iss"] = "https://evil.example/SIGNED-123"
+		m["sub"] = "SIGNED-SUB"
 	}
 	tokens := map[string]string{
-		"evil issuer, real key":            itMint(is, evil, "SECRET-AUD"),
-		"evil audience, real key":          itMint(is, func(m map[string]any) { m["sub"] = "SECRET-SUB" }, "SECRET-AUD"),
+		"evil issuer, real key":            itMint(is, evil, "SIGNED-AUD"),
+		"evil audience, real key":          itMint(is, func(m map[string]any) { m["sub"] = "SIGNED-SUB" }, "SIGNED-AUD"),
 		"evil issuer, unknown key":         grpcjwttest.Sign(grpcjwttest.NewKey("ES256"), nil, is.Claims("SECRET-AUD")),
 		"evil claims, forged kid":          grpcjwttest.Sign(grpcjwttest.NewKey("ES256"), map[string]any{"kid": is.SigningKey().ID}, map[string]any{"iss": "https://evil.example/SECRET-123", "aud": "SECRET-AUD", "exp": 1}),
 		"evil claims, malformed claim set": grpcjwttest.Sign(is.SigningKey(), nil, []byte(`{"iss":"https://evil.example/SECRET-123","aud":"SECRET-AUD","exp":"SECRET-EXP"}`)),
 	}
-	secrets := []string{"SECRET", "evil.example", is.URL(), is.JWKSURL()}
+	secrets := []string{"SECRET", "SIGNED", "evil.example", is.URL(), is.JWKSURL()}
 	for name, tok := range tokens {
 		for _, kind := range []string{"unary", "stream"} {
 			var o itOutcome
@@ -770,16 +787,23 @@ func TestInterceptorNoSecretsInStatus(t *testing.T) {
 			}
 		}
 	}
-	// The cause reaches the logger, without claim values read before the
-	// signature was checked (grpcjwt's error texts hold none at all).
-	if len(logs.find("grpcjwt: call rejected", map[string]string{"error": "grpcjwt: token issuer not trusted"})) == 0 {
+	// The cause reaches the logger, naming the signed token's values and
+	// the accepted ones, and never a value of a token whose signature
+	// failed.
+	if len(logs.find("grpcjwt: call refused", map[string]string{"check": "iss", "got": `"https://evil.example/SIGNED-123"`,
+		"want": `one of ["` + is.URL() + `"]`})) == 0 {
 		t.Errorf("logger did not get the cause of the issuer rejection; logs:\n%s", logs)
 	}
-	if len(logs.find("grpcjwt: call rejected", map[string]string{"error": "grpcjwt: token audience not accepted"})) == 0 {
+	if len(logs.find("grpcjwt: call refused", map[string]string{"check": "aud", "got": `["SIGNED-AUD"]`,
+		"want": `one of ["` + itAudience + `"]`})) == 0 {
 		t.Errorf("logger did not get the cause of the audience rejection; logs:\n%s", logs)
 	}
-	if all := logs.String(); strings.Contains(all, "SECRET") {
-		t.Errorf("logs hold claim values:\n%s", all)
+	all := logs.String()
+	if strings.Contains(all, "SECRET") {
+		t.Errorf("logs hold values of a token whose signature failed:\n%s", all)
+	}
+	if strings.Contains(all, "SIGNED-SUB") {
+		t.Errorf("logs hold a claim no check read:\n%s", all)
 	}
 }
 
@@ -1186,7 +1210,7 @@ func TestInterceptorChain(t *testing.T) {
 		}
 	}
 	// grpcjwt's own logger got the cause of both denials.
-	if got := len(jwtLogs.find("grpcjwt: call rejected", map[string]string{"error": "grpcjwt: missing bearer token"})); got != 2 {
+	if got := len(jwtLogs.find("grpcjwt: call refused", map[string]string{"error": "grpcjwt: missing bearer token"})); got != 2 {
 		t.Errorf("grpcjwt logged %d missing-token rejections, want 2; logs:\n%s", got, jwtLogs)
 	}
 }
@@ -1244,7 +1268,7 @@ func TestStreamExpiry(t *testing.T) {
 		if got := st.Trailer().Get("www-authenticate"); !slices.Equal(got, []string{expiredWWW}) {
 			t.Errorf("www-authenticate %q, want %q", got, expiredWWW)
 		}
-		if len(logs.find("grpcjwt: call rejected", map[string]string{"method": itOutStream, "error": "grpcjwt: token expired: during the stream"})) != 1 {
+		if len(logs.find("grpcjwt: call refused", map[string]string{"method": itOutStream, "error": "grpcjwt: token expired: during the stream"})) != 1 {
 			t.Errorf("expiry not logged; logs:\n%s", logs)
 		}
 	})
@@ -1459,28 +1483,58 @@ func TestInterceptorConcurrent(t *testing.T) {
 	}
 }
 
-// TestRuleAudienceReplacesVerifier: a rule's audiences stand in for the
-// verifier's on that method, so a method can serve an audience the verifier
-// does not list, while the other methods keep the verifier's.
-func TestRuleAudienceReplacesVerifier(t *testing.T) {
+// TestRuleAudienceNarrowsVerifier: a rule's audiences narrow the
+// verifier's on that method. A token for an audience the verifier does not
+// accept is refused everywhere, even on a method whose rule names it; with
+// InsecureSkipAudienceCheck the rule's audiences are the only check.
+func TestRuleAudienceNarrowsVerifier(t *testing.T) {
 	is := itIssuer(t)
-	v := itVerifier(t, is) // the verifier accepts only itAudience
-	c, _, _ := itProtect(t, v, grpcjwt.WithPolicy(itPolicy(t, map[string]grpcjwt.Rule{
-		itUnary: {Audiences: []string{itAdminAudience}},
-	})))
+	rules := map[string]grpcjwt.Rule{itUnary: {Audiences: []string{itAdminAudience}}}
 	orders := itBearer(t.Context(), itMint(is, nil, itAudience))
 	admin := itBearer(t.Context(), itMint(is, nil, itAdminAudience))
-	if o := itCallUnary(admin, c); o.code != codes.OK {
-		t.Errorf("rule audience outside the verifier's: got %v %q, want OK", o.code, o.msg)
+	both := itBearer(t.Context(), itMint(is, func(m map[string]any) { m["aud"] = []string{itAudience, itAdminAudience} }, ""))
+
+	c, _, _ := itProtect(t, itVerifier(t, is), grpcjwt.WithPolicy(itPolicy(t, rules))) // the verifier accepts only itAudience
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		unary   bool
+		code    codes.Code
+		message string
+	}{
+		{"rule audience outside the verifier's, on the rule's method", admin, true, codes.Unauthenticated, "token audience not accepted"},
+		{"verifier audience on a method whose rule names another", orders, true, codes.Unauthenticated, "token audience not accepted for this method"},
+		{"both audiences, on the rule's method", both, true, codes.OK, ""},
+		{"rule audience on a method without the rule", admin, false, codes.Unauthenticated, "token audience not accepted"},
+		{"verifier audience on a method without a rule", orders, false, codes.OK, ""},
+	} {
+		var o itOutcome
+		if tc.unary {
+			o = itCallUnary(tc.ctx, c)
+		} else {
+			o = itCallBidi(tc.ctx, c, 1)
+		}
+		if o.code != tc.code || o.msg != tc.message {
+			t.Errorf("%s: got %v %q, want %v %q", tc.name, o.code, o.msg, tc.code, tc.message)
+		}
 	}
-	if o := itCallUnary(orders, c); o.code != codes.Unauthenticated || o.msg != "token audience not accepted for this method" {
-		t.Errorf("verifier audience on a method whose rule names another: got %v %q", o.code, o.msg)
+
+	// Without the verifier's audience check, the rule's audiences decide.
+	ks, err := grpcjwt.NewRemoteKeyset(t.Context(), is.JWKSURL(), grpcjwt.WithKeysetLogger(itDiscard))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if o := itCallBidi(admin, c, 1); o.code != codes.Unauthenticated || o.msg != "token audience not accepted" {
-		t.Errorf("rule audience on a method without the rule: got %v %q, want Unauthenticated", o.code, o.msg)
+	t.Cleanup(func() { ks.Close() })
+	skip, err := grpcjwt.NewVerifier(ks, grpcjwt.WithIssuer(is.URL()), grpcjwt.InsecureSkipAudienceCheck())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if o := itCallBidi(orders, c, 1); o.code != codes.OK {
-		t.Errorf("verifier audience on a method without a rule: got %v %q, want OK", o.code, o.msg)
+	c2, _, _ := itProtect(t, skip, grpcjwt.WithPolicy(itPolicy(t, rules)))
+	if o := itCallUnary(admin, c2); o.code != codes.OK {
+		t.Errorf("skip-audience verifier, rule audience: got %v %q, want OK", o.code, o.msg)
+	}
+	if o := itCallUnary(orders, c2); o.code != codes.Unauthenticated || o.msg != "token audience not accepted for this method" {
+		t.Errorf("skip-audience verifier, other audience: got %v %q", o.code, o.msg)
 	}
 }
 

@@ -2,6 +2,7 @@ package grpcjwt
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
@@ -49,7 +50,7 @@ func WithDecisionHook(hook func(ctx context.Context, d Decision)) Option {
 	return func(o *interceptorOptions) { o.onDecision = hook }
 }
 
-func (a *authorizer) report(ctx context.Context, d *Decision) {
+func (a *Authorizer) report(ctx context.Context, d *Decision) {
 	if a.o.onDecision != nil {
 		a.o.onDecision(ctx, *d)
 	}
@@ -57,9 +58,9 @@ func (a *authorizer) report(ctx context.Context, d *Decision) {
 
 // reasons are the sentinels a denial is classified by, most specific first.
 var reasons = []error{
-	ErrMissingToken, ErrInvalidRequest, ErrInsufficientScope, ErrKeysUnavailable, ErrKeysetClosed,
-	ErrCertificateBinding, ErrAudience, ErrExpired, ErrNotYetValid, ErrIssuer, ErrSignature, ErrUnknownKey, ErrAlgorithm,
-	ErrTokenType, ErrMissingClaim, ErrLifetime, ErrMalformed,
+	ErrDenied, ErrMissingToken, ErrInvalidRequest, ErrInsufficientScope, ErrClaimRequirement, ErrKeysUnavailable, ErrKeysetClosed,
+	ErrCertificateBinding, ErrUnsupportedConfirmation, ErrAudience, ErrExpired, ErrNotYetValid, ErrIssuer, ErrSignature,
+	ErrUnknownKey, ErrAlgorithm, ErrTokenType, ErrMissingClaim, ErrLifetime, ErrMalformed,
 }
 
 // reasonOf returns the sentinel that classifies err, or err itself when
@@ -109,20 +110,21 @@ func WithDryRunPolicy(p *Policy) Option {
 
 // dryRunCheck logs where the dry-run policy disagrees with the enforced
 // decision.
-func (a *authorizer) dryRunCheck(ctx context.Context, method string, c *Claims, terr error, denied bool) {
+func (a *Authorizer) dryRunCheck(ctx context.Context, method string, c *Claims, terr error, denied bool,
+	peerTLS func() *tls.ConnectionState) {
 	rule := a.o.dryRun.match(method)
-	deny := a.judge(ctx, rule, c, terr)
+	deny := a.judge(ctx, method, rule, c, terr, peerTLS)
 	if deny != nil && rule.Public && !a.o.strictPublic {
 		deny = nil
 	}
-	if (deny != nil) == denied || a.o.logger == nil {
+	if (deny != nil) == denied {
 		return
 	}
 	if deny != nil {
-		a.o.logger.LogAttrs(ctx, slog.LevelInfo, "grpcjwt: dry-run policy would deny",
+		a.log.LogAttrs(ctx, slog.LevelInfo, "grpcjwt: dry-run policy would deny",
 			slog.String("method", method), slog.String("rule", rule.key), slog.String("error", deny.Error()))
 		return
 	}
-	a.o.logger.LogAttrs(ctx, slog.LevelInfo, "grpcjwt: dry-run policy would allow",
+	a.log.LogAttrs(ctx, slog.LevelInfo, "grpcjwt: dry-run policy would allow",
 		slog.String("method", method), slog.String("rule", rule.key))
 }

@@ -9,21 +9,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
-
-// jsonRule is a Rule as it appears in a policy document.
-type jsonRule struct {
-	Public           bool     `json:"public"`
-	Audiences        []string `json:"audiences"`
-	Scopes           []string `json:"scopes"`
-	CertificateBound bool     `json:"certificate_bound"`
-}
 
 // maxPolicyBytes caps a policy document.
 const maxPolicyBytes = 4 << 20
+
+// policyMembers are the members a rule object of a policy document may
+// have.
+var policyMembers = []string{"public", "audiences", "issuers", "scopes", "any_scopes", "claims", "certificate_bound"}
 
 // ParsePolicy reads a policy from a JSON document of this form, and
 // validates it exactly as [NewPolicy] does:
@@ -31,70 +30,137 @@ const maxPolicyBytes = 4 << 20
 //	{"rules": {
 //	  "/pkg.Service/Public":  {"public": true},
 //	  "/pkg.Service/Write":   {"scopes": ["write:orders"]},
+//	  "/pkg.Service/Read":    {"any_scopes": ["read:orders", "admin"]},
+//	  "/pkg.Service/Admin":   {"claims": {"realm_access.roles": ["admin"]}},
 //	  "/pkg.Service/*":       {"audiences": ["https://api.example.com"]},
 //	  "*":                    {}
 //	}}
 //
-// Unknown members and a rule key given twice are errors, so that a typo in
-// a field name does not silently relax a rule.
+// A rule's members are those of [Rule]: "public", "audiences", "issuers",
+// "scopes", "any_scopes", "claims" (an object of claim paths, each with
+// an array of values) and "certificate_bound". Names match exactly, and
+// at every level of the document an unknown name, a repeated one, or two
+// names that differ only in case are errors: a typo or a bad merge never
+// relaxes a rule silently (encoding/json alone would take "Public" for
+// "public", and the last of two "public" members).
 func ParsePolicy(doc []byte) (*Policy, error) {
 	if len(doc) > maxPolicyBytes {
 		return nil, fmt.Errorf("grpcjwt: policy document larger than %d bytes", maxPolicyBytes)
 	}
-	var top struct {
-		Rules json.RawMessage `json:"rules"`
+	if !utf8.Valid(doc) {
+		return nil, errors.New("grpcjwt: policy document: not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&top); err != nil {
+	top, err := parseJSONObject(string(doc), nil)
+	if err != nil {
+		var syntax any
+		if jerr := json.Unmarshal(doc, &syntax); jerr != nil {
+			err = jerr // it says where: "invalid character ... after object key"
+		}
 		return nil, fmt.Errorf("grpcjwt: policy document: %w", err)
 	}
-	if dec.More() {
-		return nil, errors.New("grpcjwt: policy document: data after the object")
+	if err := unambiguousJSON(string(doc), 1); err != nil {
+		return nil, fmt.Errorf("grpcjwt: policy document: %w", err)
 	}
-	if top.Rules == nil {
+	if err := onlyMembers(top, "rules"); err != nil {
+		return nil, fmt.Errorf("grpcjwt: policy document: %w", err)
+	}
+	rulesJSON, ok := top.get("rules")
+	if !ok {
 		return nil, errors.New(`grpcjwt: policy document: no "rules" object`)
 	}
-	keys, err := objectKeys(top.Rules)
+	ruleMembers, err := parseJSONObject(rulesJSON, nil)
 	if err != nil {
-		return nil, err
+		return nil, errors.New(`grpcjwt: policy document: "rules" is not an object`)
 	}
-	rules := make(map[string]Rule, len(keys))
-	for key, raw := range keys {
-		var jr jsonRule
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&jr); err != nil {
-			return nil, fmt.Errorf("grpcjwt: policy rule %q: %w", key, err)
+	rules := make(map[string]Rule, len(ruleMembers))
+	for _, m := range ruleMembers {
+		r, err := parseRule(m.value)
+		if err != nil {
+			return nil, fmt.Errorf("grpcjwt: policy rule %q: %w", m.name, err)
 		}
-		rules[key] = Rule(jr)
+		rules[m.name] = r
 	}
 	return NewPolicy(rules)
 }
 
-// objectKeys splits a JSON object into its members, refusing duplicates.
-func objectKeys(obj json.RawMessage) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New(`grpcjwt: policy document: "rules" is not an object`)
+// parseRule reads one rule object of a policy document.
+func parseRule(v string) (Rule, error) {
+	var r Rule
+	m, err := parseJSONObject(v, nil)
+	if err != nil {
+		return r, errors.New("not an object")
 	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("grpcjwt: policy document: %w", err)
-		}
-		key := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("grpcjwt: policy rule %q: %w", key, err)
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("grpcjwt: policy rule %q appears twice", key)
-		}
-		out[key] = raw
+	if err := onlyMembers(m, policyMembers...); err != nil {
+		return r, err
 	}
-	return out, nil
+	for _, mem := range m {
+		switch mem.name {
+		case "public", "certificate_bound":
+			var b bool
+			if mem.value == "null" || json.Unmarshal([]byte(mem.value), &b) != nil {
+				return r, fmt.Errorf("%q is not true or false", mem.name)
+			}
+			if mem.name == "public" {
+				r.Public = b
+			} else {
+				r.CertificateBound = b
+			}
+		case "claims":
+			paths, err := parseJSONObject(mem.value, nil)
+			if err != nil {
+				return r, errors.New(`"claims" is not an object of claim paths`)
+			}
+			r.Claims = make(map[string][]string, len(paths))
+			for _, p := range paths {
+				values, ok := stringArray(p.value)
+				if !ok {
+					return r, fmt.Errorf("claim %q: not an array of strings", p.name)
+				}
+				r.Claims[p.name] = values
+			}
+		default:
+			list, ok := stringArray(mem.value)
+			if !ok {
+				return r, fmt.Errorf("%q is not an array of strings", mem.name)
+			}
+			switch mem.name {
+			case "audiences":
+				r.Audiences = list
+			case "issuers":
+				r.Issuers = list
+			case "scopes":
+				r.Scopes = list
+			case "any_scopes":
+				r.AnyScopes = list
+			}
+		}
+	}
+	return r, nil
+}
+
+// onlyMembers refuses a member whose name is not one of names, exactly,
+// suggesting the right spelling for a name that differs only in case.
+func onlyMembers(m jsonObject, names ...string) error {
+	for _, mem := range m {
+		if slices.Contains(names, mem.name) {
+			continue
+		}
+		for _, n := range names {
+			if foldEqual(n, mem.name) {
+				return fmt.Errorf("unknown member %q (names match exactly: %q)", mem.name, n)
+			}
+		}
+		return fmt.Errorf("unknown member %q (known: %s)", mem.name, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// stringArray reads a JSON array of strings; null and other types are not
+// one.
+func stringArray(v string) ([]string, bool) {
+	list := []string{}
+	ok := jsonEachString(v, func(s string) { list = append(list, s) })
+	return list, ok
 }
 
 // PolicyWatcher holds the policy of a JSON file ([ParsePolicy]) and reloads
@@ -204,12 +270,4 @@ func (w *PolicyWatcher) Close() error {
 // w, so that they follow its reloads. It replaces [WithPolicy].
 func WithPolicyWatcher(w *PolicyWatcher) Option {
 	return func(o *interceptorOptions) { o.watcher = w }
-}
-
-// policy returns the policy in force for this call.
-func (a *authorizer) policy() *Policy {
-	if a.o.watcher != nil {
-		return a.o.watcher.Policy()
-	}
-	return a.o.policy
 }

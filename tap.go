@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 )
 
@@ -19,38 +18,58 @@ import (
 //
 // It checks only what costs nothing: one authorization value, the Bearer
 // scheme, the size cap, and the shape of a compact JWS (three base64url
-// segments). Methods that the policy ([WithPolicy]) makes public pass
-// untouched. The interceptors still verify every token; this handle never
-// accepts a call on its own.
+// segments, the first not empty). Methods that the policy ([WithPolicy])
+// makes public pass untouched. The interceptors still verify every token;
+// this handle never accepts a call on its own.
 //
 // gRPC runs tap handles on the connection's reader goroutine; this one
 // never blocks and never does I/O. Calls it rejects end with
-// Unauthenticated and no trailer.
+// Unauthenticated and no trailer, and are not logged.
 func PreAuthHandle(v *Verifier, opts ...Option) tap.ServerInHandle {
-	a := newAuthorizer(v, opts)
+	a := NewAuthorizer(v, opts...)
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
-		if a.policy().match(info.FullMethodName).Public {
-			return ctx, nil
+		if r := a.PreAuthorize(info.FullMethodName, info.Header["authorization"]); r != nil {
+			return nil, r
 		}
-		tok, err := bearerFromMD(info.Header["authorization"], a.v.o.maxTokenBytes)
-		if err == nil && !compactShape(tok) {
-			err = ErrMalformed
-		}
-		switch {
-		case err == nil:
-			return ctx, nil
-		case errors.Is(err, ErrMissingToken):
-			return nil, status.Error(codes.Unauthenticated, "missing bearer token")
-		case errors.Is(err, ErrInvalidRequest):
-			return nil, status.Error(codes.Unauthenticated, "authorization must be a single bearer token")
-		default:
-			return nil, status.Error(codes.Unauthenticated, "malformed token")
-		}
+		return ctx, nil
 	}
 }
 
+// PreAuthorize is [PreAuthHandle]'s check for any transport: it returns a
+// *[Refusal] for a call to method whose authorization values are not one
+// well-formed bearer token, and nil otherwise (and for a public method).
+// It reads no token's contents and never blocks; [Authorizer.Authorize]
+// must still decide the call.
+func (a *Authorizer) PreAuthorize(method string, authorization []string) error {
+	if a.Policy().match(method).Public {
+		return nil
+	}
+	tok, err := bearerFromMD(authorization, a.v.o.maxTokenBytes)
+	if err == nil && !compactShape(tok) {
+		err = ErrMalformed
+	}
+	r := &Refusal{Code: codes.Unauthenticated, Err: err}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrMissingToken):
+		r.Message, r.Challenge = "missing bearer token", "Bearer"
+	case errors.Is(err, ErrInvalidRequest):
+		r.Message = "authorization must be a single bearer token"
+		r.Challenge = `Bearer error="invalid_request", error_description="` + r.Message + `"`
+		if errors.Is(err, errNotBearer) {
+			r.Challenge = "Bearer"
+		}
+	default:
+		r.Message = "malformed token"
+		r.Challenge = `Bearer error="invalid_token", error_description="malformed token"`
+	}
+	return r
+}
+
 // compactShape reports whether tok looks like a compact JWS: three
-// non-empty-header segments of base64url characters separated by two dots.
+// segments of base64url characters separated by two dots, the header
+// segment not empty.
 func compactShape(tok string) bool {
 	dots := 0
 	for i := 0; i < len(tok); i++ {
