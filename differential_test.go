@@ -342,12 +342,49 @@ func joseVerifies(raw string, key any) bool {
 	if key == nil {
 		return false
 	}
+	if asEdDSA, sigInput, sig, ok := diffEd25519(raw); ok {
+		// go-jose v4.1 predates RFC 9864 and refuses the fully-specified
+		// name "Ed25519", which is EdDSA with an Ed25519 key by
+		// definition. The oracle: go-jose accepts the token's structure
+		// with "alg" spelled "EdDSA", and the key go-jose parsed is an
+		// Ed25519 key under which the standard library verifies the
+		// signature over the token's own signing input.
+		pub, isEd := key.(ed25519.PublicKey)
+		if _, err := jose.ParseSignedCompact(asEdDSA, diffJOSEAlgs); err != nil || !isEd {
+			return false
+		}
+		return ed25519.Verify(pub, sigInput, sig)
+	}
 	jws, err := jose.ParseSignedCompact(raw, diffJOSEAlgs)
 	if err != nil {
 		return false
 	}
 	_, err = jws.Verify(key)
 	return err == nil
+}
+
+// diffEd25519 reports whether raw is a compact JWS whose header's "alg" is
+// "Ed25519", and returns it with that alg spelled "EdDSA", its signing
+// input and its signature.
+func diffEd25519(raw string) (asEdDSA string, sigInput, sig []byte, ok bool) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", nil, nil, false
+	}
+	hdr, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	if err != nil {
+		return "", nil, nil, false
+	}
+	var h map[string]any
+	if json.Unmarshal(hdr, &h) != nil || h["alg"] != "Ed25519" {
+		return "", nil, nil, false
+	}
+	sig, err = base64.RawURLEncoding.Strict().DecodeString(parts[2])
+	if err != nil {
+		return "", nil, nil, false
+	}
+	edHdr := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(hdr), `"Ed25519"`, `"EdDSA"`, 1)))
+	return edHdr + "." + parts[1] + "." + parts[2], []byte(parts[0] + "." + parts[1]), sig, true
 }
 
 // diffVerdict compares the two libraries on raw and returns the outcome:

@@ -30,8 +30,9 @@ import (
 )
 
 // Algorithms lists the signing algorithms an Issuer supports, which are the
-// ones grpcjwt verifies.
-var Algorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+// ones grpcjwt verifies. "Ed25519" is EdDSA with Ed25519 by its
+// fully-specified name (RFC 9864).
+var Algorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"}
 
 // Failure is how the issuer's JWKS endpoint misbehaves; see [Issuer.SetFailure].
 type Failure int
@@ -222,7 +223,7 @@ func NewKey(alg string) *Key {
 		s, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	case "ES512":
 		s, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case "EdDSA":
+	case "EdDSA", "Ed25519":
 		_, s, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		panic(fmt.Sprintf("grpcjwttest: unsupported algorithm %q", alg))
@@ -345,7 +346,7 @@ func Sign(k *Key, header map[string]any, claims any) string {
 // fixed-size R||S form of RFC 7518 §3.4).
 func SignBytes(k *Key, data []byte) []byte {
 	switch k.Algorithm {
-	case "EdDSA":
+	case "EdDSA", "Ed25519":
 		return ed25519.Sign(k.Signer.(ed25519.PrivateKey), data)
 	}
 	var h crypto.Hash
