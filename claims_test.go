@@ -406,3 +406,93 @@ func TestVerifyClaimsEndToEnd(t *testing.T) {
 		t.Errorf("Raw() is not the signed payload")
 	}
 }
+
+// TestFoldKeyOfASCIIIsUpperCase: the verifier's case-variant check folds an
+// ASCII name by upper-casing it, which must be what foldKey gives.
+func TestFoldKeyOfASCIIIsUpperCase(t *testing.T) {
+	for c := 0x20; c < 0x7f; c++ {
+		s := string(rune(c))
+		if got, want := foldKey(s), strings.ToUpper(s); got != want {
+			t.Errorf("foldKey(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// TestClaimsDecodeSeesWhatTheVerifierSaw: Decode and DecodeClaim use
+// encoding/json, which matches names case-insensitively and takes the last
+// of repeated names. They refuse a claims set where that could read one
+// member in place of another, at any depth.
+func TestClaimsDecodeSeesWhatTheVerifierSaw(t *testing.T) {
+	type roles struct {
+		Roles []string `json:"roles"`
+	}
+	var got struct {
+		Scope       string `json:"scope"`
+		RealmAccess roles  `json:"realm_access"`
+	}
+	for _, payload := range []string{
+		`{"realm_access":{"roles":["user"],"ROLES":["admin"]}}`,
+		`{"realm_access":{"roles":["user"],"roles":["admin"]}}`,
+		`{"x":[{"a":1,"A":2}]}`,
+		`{"x":{"y":{"z":{"sub":1,"ſub":2}}}}`,
+	} {
+		c := ctMustParse(t, payload)
+		if err := c.Decode(&got); err == nil {
+			t.Errorf("Decode(%s) = nil error, got %+v; want a refusal", payload, got)
+		}
+		if err := c.DecodeClaim("realm_access", &got.RealmAccess); err == nil && strings.Contains(payload, "realm_access") {
+			t.Errorf("DecodeClaim(realm_access) of %s = nil error; want a refusal", payload)
+		}
+	}
+	c := ctMustParse(t, `{"scope":"read","realm_access":{"roles":["user"]},"Tenant":"t"}`)
+	if err := c.Decode(&got); err != nil || got.Scope != "read" || !slices.Equal(got.RealmAccess.Roles, []string{"user"}) {
+		t.Errorf("Decode = %+v, %v", got, err)
+	}
+	var r roles
+	if err := c.DecodeClaim("realm_access", &r); err != nil || !slices.Equal(r.Roles, []string{"user"}) {
+		t.Errorf("DecodeClaim(realm_access) = %+v, %v", r, err)
+	}
+	// DecodeClaim matches exactly.
+	var s string
+	if err := c.DecodeClaim("tenant", &s); !errors.Is(err, ErrMissingClaim) {
+		t.Errorf("DecodeClaim(tenant) with only Tenant: got %q, %v; want ErrMissingClaim", s, err)
+	}
+}
+
+// TestNewClaims: claims for handler tests, parsed as the verifier parses a
+// token's, which Decode and DecodeClaim read.
+func TestNewClaims(t *testing.T) {
+	c, err := NewClaims([]byte(`{"iss":"https://idp.example","sub":"u1","aud":["api"],"exp":1900000000,
+		"scp":["orders:read"],"realm_access":{"roles":["admin"]}}`), "scope", "scp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != "https://idp.example" || c.Subject != "u1" || !c.HasAudience("api") || !c.HasScope("orders:read") || c.Expiry.Unix() != 1900000000 {
+		t.Errorf("NewClaims = %+v", c)
+	}
+	var ra struct{ Roles []string }
+	if err := c.DecodeClaim("realm_access", &ra); err != nil || !slices.Equal(ra.Roles, []string{"admin"}) {
+		t.Errorf("DecodeClaim(realm_access) = %+v, %v", ra, err)
+	}
+	if err := c.DecodeClaim("tenant", &ra); !errors.Is(err, ErrMissingClaim) {
+		t.Errorf("DecodeClaim(tenant): got %v, want ErrMissingClaim", err)
+	}
+	if c, err := NewClaims([]byte(`{"scope":"a b"}`)); err != nil || !slices.Equal(c.Scopes, []string{"a", "b"}) {
+		t.Errorf(`NewClaims without scope claims reads "scope": %+v, %v`, c, err)
+	}
+	for _, bad := range []string{`{"exp":"soon"}`, `{"aud":1}`, `{"sub":"a","sub":"b"}`, `[]`, `{`} {
+		if _, err := NewClaims([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("NewClaims(%s): got %v, want ErrMalformed", bad, err)
+		}
+	}
+	// Claims built by hand hold no claims set: Decode leaves v as it is,
+	// DecodeClaim finds nothing.
+	hand := &Claims{Subject: "u2"}
+	var v struct{ Sub string }
+	if err := hand.Decode(&v); err != nil || v.Sub != "" {
+		t.Errorf("Decode of hand-built claims = %+v, %v; want nothing decoded and no error", v, err)
+	}
+	if err := hand.DecodeClaim("sub", &v.Sub); !errors.Is(err, ErrMissingClaim) {
+		t.Errorf("DecodeClaim of hand-built claims: got %v, want ErrMissingClaim", err)
+	}
+}

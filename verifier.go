@@ -51,7 +51,16 @@ type verifierOptions struct {
 	cacheTokenBytes int
 	cacheMaxAge     time.Duration
 	now             func() time.Time
+	// readNames maps the folded key (foldKey) of every claim name the
+	// verifier reads to that name: a claim whose name differs from one of
+	// them only in case is refused.
+	readNames map[string]string
 }
+
+// registeredReads are the claims a verifier reads, besides its scope and
+// required claims.
+var registeredReads = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "azp", "appid", "cid",
+	"cnf", "typ", "at_hash", "c_hash"}
 
 func defaultVerifierOptions() verifierOptions {
 	return verifierOptions{
@@ -314,6 +323,10 @@ func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
 		return nil, errors.New("grpcjwt: NewVerifier: no audience: pass WithAudience (or InsecureSkipAudienceCheck)")
 	}
 	v := &Verifier{keys: keys, o: o}
+	v.o.readNames = map[string]string{}
+	for _, name := range slices.Concat(registeredReads, o.scopeClaims, o.requiredClaims) {
+		v.o.readNames[foldKey(name)] = name
+	}
 	if o.cacheEntries > 0 && o.cacheTokenBytes > 0 && o.cacheMaxAge > 0 {
 		v.cache = newTokenCache(o.cacheEntries, cacheShards)
 	}
@@ -574,6 +587,9 @@ func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 		}
 		return &CheckError{Err: ErrIssuer, Check: "iss", Got: got, Want: "one of " + quotedList(v.o.issuers)}
 	}
+	if err := v.checkCaseVariants(m); err != nil {
+		return err
+	}
 	if !m.has("exp") {
 		return fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
@@ -605,6 +621,45 @@ func (v *Verifier) checkClaims(c *Claims, m jsonObject, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// checkCaseVariants refuses a claim whose name differs only in case from
+// a claim the verifier reads ("SCOPE", "Aud", "ſub"): the verifier does not
+// read it, but encoding/json, and so Claims.Decode into a struct, would
+// read it in place of the claim the verifier found absent.
+func (v *Verifier) checkCaseVariants(m jsonObject) error {
+	var buf [64]byte
+	for _, mem := range m {
+		n := mem.name
+		var exact string
+		var ok bool
+		if len(n) <= len(buf) && isASCII(n) {
+			b := buf[:len(n)]
+			for i := 0; i < len(n); i++ {
+				c := n[i]
+				if 'a' <= c && c <= 'z' {
+					c -= 'a' - 'A'
+				}
+				b[i] = c
+			}
+			exact, ok = v.o.readNames[string(b)] // foldKey of ASCII is its upper case
+		} else {
+			exact, ok = v.o.readNames[foldKey(n)]
+		}
+		if ok && exact != n {
+			return fmt.Errorf("%w: the claim name %s differs only in case from %s, which the verifier reads", ErrMalformed, quoted(n), quoted(exact))
+		}
+	}
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // stamp formats an instant for a CheckError.

@@ -44,7 +44,8 @@ var vtDiscard = slog.New(slog.DiscardHandler)
 var vtSentinels = []error{
 	ErrMissingToken, ErrInvalidRequest, ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrKeysUnavailable,
 	ErrSignature, ErrExpired, ErrNotYetValid, ErrIssuer, ErrAudience, ErrTokenType,
-	ErrMissingClaim, ErrLifetime, ErrInsufficientScope, ErrKeysetClosed,
+	ErrMissingClaim, ErrLifetime, ErrInsufficientScope, ErrKeysetClosed, ErrUnsupportedConfirmation,
+	ErrClaimRequirement, ErrDenied, ErrCertificateBinding,
 }
 
 // vtSentinel returns the one sentinel err wraps (nil for nil), or an error
@@ -566,6 +567,30 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "idtoken/Keycloak typ Offline", token: f.tok(vtSet("typ", "Offline")), wantErr: ErrTokenType},
 		vtCase{name: "accept/ID token with InsecureAcceptIDTokens (Dex)", token: f.tokH(map[string]any{"typ": nil}, vtSet("at_hash", "77QmUPtjPfzWtF2AnpK9RQ")),
 			opts: f.opts(InsecureAcceptIDTokens())},
+		// cnf (RFC 7800): only x5t#S256 (RFC 8705) is checked here; any
+		// other binding refuses the token unless the operator opts out.
+		// Repeated claim names, and names that differ only in case, are
+		// refused: two readers must never see different aud or scope.
+		vtCase{name: "claims/repeated aud (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"aud":"https://other.example"`)), wantErr: ErrMalformed, wantText: `repeats the name "aud"`},
+		vtCase{name: "claims/repeated unread name (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"tenant":"a","tenant":"b"`)), wantErr: ErrMalformed},
+		vtCase{name: "claims/SCOPE beside scope (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtSet("scope", "read"))),
+			wantErr: ErrMalformed, wantText: `names "scope" and "SCOPE" differ only in case`},
+		vtCase{name: "claims/SCOPE alone (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtDel("scope"))),
+			wantErr: ErrMalformed, wantText: `the claim name "SCOPE" differs only in case from "scope"`},
+		vtCase{name: "claims/Kelvin-sign variant of a required claim (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"\u212aid":"x"`)),
+			opts: f.opts(WithRequiredClaims("kid")), wantErr: ErrMalformed},
+		vtCase{name: "claims/scp variant with WithScopeClaims(scp) (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCP":["admin"]`)),
+			opts: f.opts(WithScopeClaims("scope", "scp")), wantErr: ErrMalformed},
+		vtCase{name: "accept/case variant of an unread claim", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"TENANT":"a"`))},
+		vtCase{name: "cnf/jkt", token: f.tok(vtSet("cnf", map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
+			wantErr: ErrUnsupportedConfirmation, wantText: `cnf holds "jkt"`},
+		vtCase{name: "cnf/jwk", token: f.tok(vtSet("cnf", map[string]any{"jwk": map[string]any{"kty": "OKP"}})), wantErr: ErrUnsupportedConfirmation},
+		vtCase{name: "cnf/kid", token: f.tok(vtSet("cnf", map[string]any{"kid": "k"})), wantErr: ErrUnsupportedConfirmation},
+		vtCase{name: "cnf/unknown member", token: f.tok(vtSet("cnf", map[string]any{"osc": "x"})), wantErr: ErrUnsupportedConfirmation},
+		vtCase{name: "cnf/repeated member", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"cnf":{"jkt":"a","jkt":"b"}`)), wantErr: ErrMalformed},
+		vtCase{name: "cnf/x5t#S256 a number", token: f.tok(vtSet("cnf", map[string]any{"x5t#S256": 1})), wantErr: ErrMalformed},
+		vtCase{name: "accept/cnf jkt with InsecureIgnoreUnsupportedConfirmation", token: f.tok(vtSet("cnf", map[string]any{"jkt": "x"})),
+			opts: f.opts(InsecureIgnoreUnsupportedConfirmation())},
 		vtCase{name: "idtoken/strict type too", token: f.tok(vtSet("at_hash", "x")), opts: f.opts(WithStrictType()), wantErr: ErrTokenType},
 		vtCase{name: "required/sub missing", token: f.tok(vtDel("sub")), opts: f.opts(WithRequiredClaims("sub")), wantErr: ErrMissingClaim},
 		vtCase{name: "lifetime/exceeded", token: f.tok(), opts: f.opts(WithMaxLifetime(30 * time.Minute)), wantErr: ErrLifetime},
