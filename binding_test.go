@@ -145,7 +145,13 @@ func TestCertificateBoundTokens(t *testing.T) {
 		c["cnf"] = map[string]any{"x5t#S256": tp}
 		return is.Mint(c)
 	}
+	withCnf := func(cnf any) string {
+		c := is.Claims("api")
+		c["cnf"] = cnf
+		return is.Mint(c)
+	}
 	aliceToken, plainToken := bound(thumbprint(pki.alice)), is.Mint(is.Claims("api"))
+	const unchecked = "token bound to a proof of possession this server cannot check"
 	const notBound = "token not bound to this client certificate"
 	cases := []struct {
 		name     string
@@ -163,6 +169,17 @@ func TestCertificateBoundTokens(t *testing.T) {
 		{"unbound token where binding is required", alice, plainToken, true, codes.Unauthenticated, notBound},
 		{"unbound token where binding is not required", anonymous, plainToken, false, codes.OK, ""},
 		{"cnf thumbprint not a SHA-256 digest", alice, bound("abc"), false, codes.Unauthenticated, "malformed token"},
+		// A binding this library cannot check is never taken for a plain
+		// bearer token (a stolen DPoP token must not work here).
+		{"cnf jkt (DPoP)", alice, withCnf(map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}), false, codes.Unauthenticated, unchecked},
+		{"cnf jwk", alice, withCnf(map[string]any{"jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}}), false, codes.Unauthenticated, unchecked},
+		{"cnf kid", alice, withCnf(map[string]any{"kid": "dfd1aa97-6d8d-4575-a0fe-34b96de2bfad"}), false, codes.Unauthenticated, unchecked},
+		{"cnf of an unknown kind", alice, withCnf(map[string]any{"x5t#S512": "abc"}), false, codes.Unauthenticated, unchecked},
+		{"cnf x5t#S256 and jkt", alice, withCnf(map[string]any{"x5t#S256": thumbprint(pki.alice), "jkt": "x"}), false, codes.Unauthenticated, unchecked},
+		{"cnf x5t#S256 not a string", alice, withCnf(map[string]any{"x5t#S256": 7}), false, codes.Unauthenticated, "malformed token"},
+		{"cnf x5t#S256 null", alice, withCnf(map[string]any{"x5t#S256": nil}), false, codes.Unauthenticated, "malformed token"},
+		{"cnf not an object", alice, withCnf("x"), false, codes.Unauthenticated, "malformed token"},
+		{"cnf empty: no binding", anonymous, withCnf(map[string]any{}), false, codes.OK, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,9 +3,11 @@ package grpcjwt_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -181,5 +183,86 @@ func TestDiscoverHTTPSDowngrade(t *testing.T) {
 	_, err := grpcjwt.Discover(t.Context(), srv.URL, grpcjwt.WithHTTPClient(srv.Client()))
 	if err == nil || !strings.Contains(err.Error(), "plain-http") {
 		t.Fatalf("got %v, want the downgrade refused", err)
+	}
+}
+
+// TestFetchRedirects: the JWKS and metadata fetches follow a redirect that
+// keeps https (at most 5), and refuse one from https to http, so that a 30x
+// cannot undo the check that an https issuer names an https jwks_uri.
+func TestFetchRedirects(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(is.JWKS())
+	}))
+	defer plain.Close()
+	var tlsSrv *httptest.Server
+	tlsSrv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/jwks":
+			w.Write(is.JWKS())
+		case r.URL.Path == "/to-https":
+			http.Redirect(w, r, tlsSrv.URL+"/jwks", http.StatusFound)
+		case r.URL.Path == "/to-http":
+			http.Redirect(w, r, plain.URL+"/jwks", http.StatusMovedPermanently)
+		case r.URL.Path == "/via-https-to-http":
+			http.Redirect(w, r, tlsSrv.URL+"/to-http", http.StatusTemporaryRedirect)
+		case strings.HasPrefix(r.URL.Path, "/hop/"):
+			n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/hop/"))
+			if n == 0 {
+				w.Write(is.JWKS())
+				return
+			}
+			http.Redirect(w, r, fmt.Sprintf("%s/hop/%d", tlsSrv.URL, n-1), http.StatusFound)
+		case r.URL.Path == "/.well-known/openid-configuration":
+			http.Redirect(w, r, plain.URL+"/.well-known/openid-configuration", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer tlsSrv.Close()
+	client := grpcjwt.WithHTTPClient(tlsSrv.Client())
+	for _, tc := range []struct {
+		path    string
+		wantErr string // "" for success
+	}{
+		{"/to-https", ""},
+		{"/hop/5", ""},
+		{"/hop/6", "stopped after 5 redirects"},
+		{"/to-http", "refused a redirect from https to http"},
+		{"/via-https-to-http", "refused a redirect from https to http"},
+	} {
+		ks, err := grpcjwt.NewRemoteKeyset(t.Context(), tlsSrv.URL+tc.path, client, quiet)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.path, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: got %v, want an error saying %q", tc.path, err, tc.wantErr)
+		}
+		if ks != nil {
+			ks.Close()
+		}
+	}
+	// http to http is followed (an http issuer is for tests anyway).
+	redirector := httptest.NewServer(http.RedirectHandler(plain.URL+"/jwks", http.StatusFound))
+	defer redirector.Close()
+	if ks, err := grpcjwt.NewRemoteKeyset(t.Context(), redirector.URL, quiet); err != nil {
+		t.Errorf("http to http: %v", err)
+	} else {
+		ks.Close()
+	}
+	// Discovery of an https issuer is refused a redirect to http too.
+	if _, err := grpcjwt.Discover(t.Context(), tlsSrv.URL, client); err == nil || !strings.Contains(err.Error(), "refused a redirect from https to http") {
+		t.Errorf("Discover with a redirect to http: got %v", err)
+	}
+	// The caller's own CheckRedirect still applies.
+	own := tlsSrv.Client()
+	own.CheckRedirect = func(*http.Request, []*http.Request) error { return errors.New("no redirects here") }
+	if _, err := grpcjwt.NewRemoteKeyset(t.Context(), tlsSrv.URL+"/to-https", grpcjwt.WithHTTPClient(own), quiet); err == nil ||
+		!strings.Contains(err.Error(), "no redirects here") {
+		t.Errorf("client's CheckRedirect: got %v", err)
+	}
+	if own.CheckRedirect == nil {
+		t.Error("the keyset changed the caller's client")
 	}
 }

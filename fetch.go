@@ -27,7 +27,7 @@ func noDowngradeClient(c *http.Client) *http.Client {
 				return fmt.Errorf("refused a redirect from https to %s (%s)", req.URL.Scheme, req.URL.Redacted())
 			}
 		}
-		if len(via) >= maxRedirects {
+		if len(via) > maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
 		}
 		if next != nil {

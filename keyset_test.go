@@ -1332,6 +1332,14 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 		{name: "use other than sig or enc", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", "tls"))},
 		{name: "key_ops without verify", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{"encrypt", "wrapKey"}))},
 		{name: "empty key_ops", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{}))},
+		// RFC 7517 §4.3: an array of strings, without duplicates.
+		{name: "key_ops null", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", json.RawMessage("null")))},
+		{name: "key_ops a string", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", "verify"))},
+		{name: "key_ops an object", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", map[string]any{"verify": true}))},
+		{name: "key_ops with a number", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []any{"verify", 1}))},
+		{name: "key_ops with null", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []any{"verify", nil}))},
+		{name: "key_ops repeating verify", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{"verify", "verify"}))},
+		{name: "key_ops repeating another value", signer: rsaKey, bad: ksJWK(t, rsaKey, set("use", nil, "key_ops", []string{"sign", "verify", "sign"}))},
 		{name: "symmetric oct key", signer: ecKey, bad: json.RawMessage(`{"kty":"oct","kid":"` + ecKey.ID + `","alg":"HS256","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}`)},
 		{name: "private key with d", signer: ecKey, bad: ksJWK(t, ecKey, ecPrivate)},
 		{name: "unknown kty", signer: ecKey, bad: json.RawMessage(`{"kty":"XYZ","kid":"` + ecKey.ID + `","x":"AAAA"}`)},
@@ -1398,6 +1406,11 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 			if _, err := NewStaticKeyset([]byte(doc), WithKeysetLogger(ksQuiet())); err == nil {
 				t.Errorf("NewStaticKeyset(%q): got nil error, want an error", doc)
 			}
+		}
+		// A metadata document where a JWK Set belongs says so.
+		_, err := NewStaticKeyset([]byte(`{"issuer":"https://idp.example","jwks_uri":"https://idp.example/keys"}`), WithKeysetLogger(ksQuiet()))
+		if err == nil || !strings.Contains(err.Error(), `metadata document, not a JWK Set: pass its jwks_uri "https://idp.example/keys" to NewRemoteKeyset`) {
+			t.Errorf("NewStaticKeyset of a metadata document: got %v, want the hint naming its jwks_uri", err)
 		}
 		three := ksDoc(ksJWK(t, good, nil), ksJWK(t, ecKey, nil), ksJWK(t, rsaKey, nil))
 		if _, err := NewStaticKeyset(three, WithMaxKeys(2), WithKeysetLogger(ksQuiet())); err == nil {
@@ -1506,6 +1519,14 @@ func TestKeysetAlgBoundToKey(t *testing.T) {
 	declared := ksDoc(ksJWK(t, rs, nil)) // "alg": "RS256"
 	undeclared := ksDoc(ksJWK(t, rs, func(m map[string]any) { delete(m, "alg") }))
 	declaredPS := ksDoc(ksJWK(t, ps, nil)) // "alg": "PS256"
+	// Ed25519 (RFC 9864) is EdDSA with an Ed25519 key by its
+	// fully-specified name: a JWK declaring one of the two names binds
+	// the key to it; an undeclared OKP key allows both.
+	ed := grpcjwttest.NewKey("Ed25519")
+	edDSA := &grpcjwttest.Key{ID: ed.ID, Algorithm: "EdDSA", Signer: ed.Signer}
+	declaredEd := ksDoc(ksJWK(t, ed, nil))       // "alg": "Ed25519"
+	declaredEdDSA := ksDoc(ksJWK(t, edDSA, nil)) // "alg": "EdDSA"
+	undeclaredEd := ksDoc(ksJWK(t, ed, func(m map[string]any) { delete(m, "alg") }))
 	tests := []struct {
 		name    string
 		doc     []byte
@@ -1522,6 +1543,13 @@ func TestKeysetAlgBoundToKey(t *testing.T) {
 		{name: "undeclared, RS512 token", doc: undeclared, tok: ksSign(rs512, nil), wantErr: nil},
 		{name: "undeclared RSA key, ES256 header", doc: undeclared, tok: ksSign(rs, map[string]any{"alg": "ES256"}), wantErr: ErrAlgorithm},
 		{name: "undeclared RSA key, PS256 header over an RS256 signature", doc: undeclared, tok: ksSign(rs, map[string]any{"alg": "PS256"}), wantErr: ErrSignature},
+		{name: "declared Ed25519, Ed25519 token", doc: declaredEd, tok: ksSign(ed, nil), wantErr: nil},
+		{name: "declared Ed25519, EdDSA token by the same key", doc: declaredEd, tok: ksSign(edDSA, nil), wantErr: ErrAlgorithm},
+		{name: "declared EdDSA, EdDSA token", doc: declaredEdDSA, tok: ksSign(edDSA, nil), wantErr: nil},
+		{name: "declared EdDSA, Ed25519 token by the same key", doc: declaredEdDSA, tok: ksSign(ed, nil), wantErr: ErrAlgorithm},
+		{name: "undeclared OKP key, Ed25519 token", doc: undeclaredEd, tok: ksSign(ed, nil), wantErr: nil},
+		{name: "undeclared OKP key, EdDSA token", doc: undeclaredEd, tok: ksSign(edDSA, nil), wantErr: nil},
+		{name: "undeclared OKP key, Ed448 header", doc: undeclaredEd, tok: ksSign(ed, map[string]any{"alg": "Ed448"}), wantErr: ErrAlgorithm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
