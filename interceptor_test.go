@@ -1064,6 +1064,41 @@ func TestRuleScopes(t *testing.T) {
 	}
 }
 
+// TestRuleScopesSplitOnSpaceOnly: a space-delimited scope claim is split
+// on U+0020 alone (RFC 6749 §3.3). A granted scope holding any other white
+// space stays one scope-token, so "reports:tenant-7<c>admin" never
+// satisfies a rule that needs "admin", through the interceptor as through
+// Claims.HasScope; the same scopes in an array behave alike.
+func TestRuleScopesSplitOnSpaceOnly(t *testing.T) {
+	is := itIssuer(t)
+	v := itVerifier(t, is)
+	c, _, _ := itProtect(t, v, grpcjwt.WithPolicy(itPolicy(t, map[string]grpcjwt.Rule{itService: {Scopes: []string{"admin"}}})))
+	for _, sp := range []string{"\t", "\n", "\r", "\v", "\f", "\u00a0", "\u0085", "\u2028", "\u3000"} {
+		granted := "reports:tenant-7" + sp + "admin"
+		for form, scope := range map[string]any{"string": granted, "string with more": "read " + granted, "array": []string{granted}} {
+			tok := itMint(is, func(m map[string]any) { m["scope"] = scope }, itAudience)
+			claims, err := v.Verify(t.Context(), tok)
+			if err != nil {
+				t.Fatalf("%q, %s: Verify: %v", sp, form, err)
+			}
+			if claims.HasScope("admin") || !claims.HasScope(granted) {
+				t.Errorf("%q, %s: Scopes %q: HasScope(admin) = %v, HasScope(whole) = %v", sp, form, claims.Scopes,
+					claims.HasScope("admin"), claims.HasScope(granted))
+			}
+			ctx := itBearer(t.Context(), tok)
+			for kind, o := range map[string]itOutcome{"unary": itCallUnary(ctx, c), "stream": itCallOut(ctx, c, 1)} {
+				if o.code != codes.PermissionDenied {
+					t.Errorf("%q, %s, %s: got %v %q, want PermissionDenied", sp, form, kind, o.code, o.msg)
+				}
+			}
+		}
+	}
+	// A space still delimits.
+	if o := itCallUnary(itBearer(t.Context(), itMint(is, func(m map[string]any) { m["scope"] = "reports:tenant-7 admin" }, itAudience)), c); o.code != codes.OK {
+		t.Errorf("space-delimited admin: got %v %q, want OK", o.code, o.msg)
+	}
+}
+
 // TestAuthFuncBridge runs grpcjwt.AuthFunc under go-grpc-middleware's auth
 // interceptors, with selector skipping the health service.
 func TestAuthFuncBridge(t *testing.T) {

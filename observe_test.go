@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -238,10 +240,57 @@ func TestParsePolicy(t *testing.T) {
 		"trailing data":       `{"rules": {}} {}`,
 		"not JSON":            `rules:`,
 		"oversized":           `{"rules": {}, "x": "` + strings.Repeat("a", maxPolicyBytes) + `"}`,
+		"public not a bool":   `{"rules": {"/pkg.S/M": {"public": "true"}}}`,
+		"public null":         `{"rules": {"/pkg.S/M": {"public": null}}}`,
+		"scopes null":         `{"rules": {"/pkg.S/M": {"scopes": null}}}`,
+		"claims not object":   `{"rules": {"/pkg.S/M": {"claims": ["roles"]}}}`,
+		"claim value string":  `{"rules": {"/pkg.S/M": {"claims": {"roles": "admin"}}}}`,
+		"invalid UTF-8":       "{\"rules\": {\"/pkg.S/M\": {\"scopes\": [\"\xff\"]}}}",
 	} {
 		if _, err := ParsePolicy([]byte(doc)); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
+	}
+}
+
+// TestParsePolicyNamesMatchExactly: a repeated member name or one that
+// differs only in case is an error at every level of a policy document,
+// and so is a name in another case alone, so that a typo or a bad merge
+// never relaxes a rule (encoding/json would take "Public" for "public",
+// and the last of two "public" members).
+func TestParsePolicyNamesMatchExactly(t *testing.T) {
+	for _, tc := range []struct{ name, doc, want string }{
+		{"repeated scopes", `{"rules": {"/pkg.S/M": {"scopes": ["admin"], "scopes": []}}}`, `"scopes" and "scopes"`},
+		{"repeated public", `{"rules": {"/pkg.S/M": {"public": false, "public": true}}}`, `"public" and "public"`},
+		{"two top-level rules", `{"rules": {"/pkg.S/M": {"scopes": ["admin"]}}, "rules": {"/pkg.S/M": {"public": true}}}`, `"rules" and "rules"`},
+		{"Public beside public", `{"rules": {"/pkg.S/M": {"public": false, "Public": true}}}`, `"public" and "Public"`},
+		{"Public alone", `{"rules": {"/pkg.S/M": {"Public": true}}}`, `unknown member "Public" (names match exactly: "public")`},
+		{"RULES", `{"RULES": {"/pkg.S/M": {"public": true}}}`, `unknown member "RULES"`},
+		{"Kelvin-sign variant", `{"rules": {"/pkg.S/M": {"scopes": ["admin"], "\u017fcopes": []}}}`, `differ only in case`},
+		{"repeated rule key", `{"rules": {"/pkg.S/M": {"scopes": ["admin"]}, "/pkg.S/M": {}}}`, `"/pkg.S/M" and "/pkg.S/M"`},
+		{"repeated claim path", `{"rules": {"/pkg.S/M": {"claims": {"roles": ["admin"], "roles": ["user"]}}}}`, `"roles" and "roles"`},
+		{"case-variant claim path", `{"rules": {"/pkg.S/M": {"claims": {"roles": ["admin"], "Roles": ["user"]}}}}`, `"roles" and "Roles"`},
+		{"nested case variant in a value", `{"rules": {"/pkg.S/M": {"scopes": ["a"]}}, "rules2": {"x": 1, "X": 2}}`, `"x" and "X"`},
+	} {
+		p, err := ParsePolicy([]byte(tc.doc))
+		if err == nil {
+			t.Errorf("%s: got %+v, want an error", tc.name, p)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not say %q", tc.name, err, tc.want)
+		}
+	}
+	// The new members read as the Rule fields do.
+	p, err := ParsePolicy([]byte(`{"rules": {"/pkg.S/M": {"issuers": ["https://a.example"], "any_scopes": ["read", "admin"],
+		"claims": {"realm_access.roles": ["admin"], "/https:~1~1x.example~1roles": ["r"]}, "certificate_bound": true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, r := p.Match("/pkg.S/M"); key != "/pkg.S/M" || !slices.Equal(r.Issuers, []string{"https://a.example"}) ||
+		!slices.Equal(r.AnyScopes, []string{"read", "admin"}) || !r.CertificateBound ||
+		!slices.Equal(r.Claims["realm_access.roles"], []string{"admin"}) || !slices.Equal(r.Claims["/https:~1~1x.example~1roles"], []string{"r"}) {
+		t.Errorf("Match = %q, %+v", key, r)
 	}
 }
 
@@ -314,5 +363,87 @@ func TestPolicyWatcherInterceptor(t *testing.T) {
 	w.reload()
 	if _, err := c.EmptyCall(t.Context(), &testpb.Empty{}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("after the reload made it protected: %v, want Unauthenticated", err)
+	}
+}
+
+// obsRecords is a slog handler that keeps each record's level and attrs.
+type obsRecords struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *obsRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (h *obsRecords) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *obsRecords) WithGroup(string) slog.Handler            { return h }
+func (h *obsRecords) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+
+// levels returns the levels of the records with message msg, and the
+// refused_since_last_warning of each Warn among them.
+func (h *obsRecords) levels(msg string) (levels []slog.Level, counts []int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.recs {
+		if r.Message != msg {
+			continue
+		}
+		levels = append(levels, r.Level)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "refused_since_last_warning" {
+				counts = append(counts, a.Value.Int64())
+			}
+			return true
+		})
+	}
+	return levels, counts
+}
+
+// TestRefusalLogRateLimit: a flood of refusals gives one Warn line a
+// minute, counting the refusals since the previous one, and Debug lines
+// for the rest; a logger whose Debug is off pays nothing for them.
+func TestRefusalLogRateLimit(t *testing.T) {
+	is := grpcjwttest.NewIssuer()
+	defer is.Close()
+	h := &obsRecords{}
+	a := NewAuthorizer(obsVerifier(t, is), WithLogger(slog.New(h)))
+	refuse := func(n int) {
+		for range n {
+			if _, _, err := a.Authorize(t.Context(), Call{Method: obsUnary}); err == nil {
+				t.Fatal("a call without a token was allowed")
+			}
+		}
+	}
+	refuse(100)
+	// A minute later, the next refusal is a warning again.
+	a.lastWarn.Add(-int64(refusalWarnEvery))
+	refuse(10)
+	levels, counts := h.levels("grpcjwt: call refused")
+	if len(levels) != 110 {
+		t.Fatalf("%d refusals logged, want 110", len(levels))
+	}
+	for i, l := range levels {
+		want := slog.LevelDebug
+		if i == 0 || i == 100 {
+			want = slog.LevelWarn
+		}
+		if l != want {
+			t.Errorf("refusal %d logged at %v, want %v", i, l, want)
+		}
+	}
+	if !slices.Equal(counts, []int64{1, 100}) {
+		t.Errorf("warnings count %v refusals, want [1 100] (the first; then the 99 since it and this one)", counts)
+	}
+
+	// With Debug off, the Debug lines cost no allocation of the log's.
+	quiet := NewAuthorizer(obsVerifier(t, is), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	quiet.Authorize(t.Context(), Call{Method: obsUnary}) // the first refusal: a warning
+	base := testing.AllocsPerRun(50, func() { a.PreAuthorize(obsUnary, nil) })
+	got := testing.AllocsPerRun(50, func() { quiet.Authorize(t.Context(), Call{Method: obsUnary}) })
+	if got > base+4 {
+		t.Errorf("a refusal logged at a disabled Debug costs %v allocations; the refusal alone (PreAuthorize) %v", got, base)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,21 @@ func TestPolicyRejectsMalformedRules(t *testing.T) {
 		{"scope with quote", "/svc/m", Rule{Scopes: []string{`read"`}}},
 		{"scope with backslash", "/svc/m", Rule{Scopes: []string{`read\`}}},
 		{"empty audience", "/svc/m", Rule{Audiences: []string{""}}},
+		{"empty issuer", "/svc/m", Rule{Issuers: []string{""}}},
+		{"any-of scope with space", "/svc/m", Rule{AnyScopes: []string{"a b"}}},
+		{"scope with NBSP", "/svc/m", Rule{Scopes: []string{"a\u00a0b"}}},
+		{"scope with a control character", "/svc/m", Rule{Scopes: []string{"a\x7f"}}},
+		{"public with issuers", "/svc/m", Rule{Public: true, Issuers: []string{"https://a"}}},
+		{"public with any-of scopes", "/svc/m", Rule{Public: true, AnyScopes: []string{"a"}}},
+		{"public with claims", "/svc/m", Rule{Public: true, Claims: map[string][]string{"roles": {"a"}}}},
+		{"empty claim path", "/svc/m", Rule{Claims: map[string][]string{"": {"a"}}}},
+		{"claim path with an empty name", "/svc/m", Rule{Claims: map[string][]string{"a..b": {"a"}}}},
+		{"claim path ending in a dot", "/svc/m", Rule{Claims: map[string][]string{"a.": {"a"}}}},
+		{"JSON Pointer with a bad escape", "/svc/m", Rule{Claims: map[string][]string{"/a~2b": {"a"}}}},
+		{"JSON Pointer ending in ~", "/svc/m", Rule{Claims: map[string][]string{"/a~": {"a"}}}},
+		{"JSON Pointer with an empty name", "/svc/m", Rule{Claims: map[string][]string{"/a//b": {"a"}}}},
+		{"claim without values", "/svc/m", Rule{Claims: map[string][]string{"roles": {}}}},
+		{"claim with an empty value", "/svc/m", Rule{Claims: map[string][]string{"roles": {"admin", ""}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := NewPolicy(map[string]Rule{tc.key: tc.rule})
@@ -401,6 +417,26 @@ func TestInterceptorPanicInVerifier(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestParseClaimPath: dotted names, or an RFC 6901 JSON Pointer for names
+// that hold a dot or a slash.
+func TestParseClaimPath(t *testing.T) {
+	for path, want := range map[string][]string{
+		"roles":                             {"roles"},
+		"realm_access.roles":                {"realm_access", "roles"},
+		"resource_access.orders-api.roles":  {"resource_access", "orders-api", "roles"},
+		"urn:zitadel:iam:org:project:roles": {"urn:zitadel:iam:org:project:roles"},
+		"/https:~1~1example.com~1roles":     {"https://example.com/roles"},
+		"/resource_access/my.client/roles":  {"resource_access", "my.client", "roles"},
+		"/a~01":                             {"a~1"},
+		"/~0~1":                             {"~/"},
+	} {
+		got, err := parseClaimPath(path)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseClaimPath(%q) = %q, %v; want %q", path, got, err, want)
 		}
 	}
 }
