@@ -166,7 +166,7 @@ func TestDoSVerifyRejectsOversizedUnparsed(t *testing.T) {
 			if !errors.Is(err, grpcjwt.ErrMalformed) || c != nil {
 				t.Fatalf("Verify(%d bytes) = %v, %v; want ErrMalformed", len(tok), c, err)
 			}
-			allocs := testing.AllocsPerRun(100, func() { v.Verify(ctx, tok) })
+			allocs := dosMinAllocs(func() { v.Verify(ctx, tok) })
 			bytes := dosBytesPerOp(100, func() { v.Verify(ctx, tok) })
 			t.Logf("%d-byte token: %v allocations, %d bytes allocated per rejection", len(tok), allocs, bytes)
 			if allocs > dosRejectAllocs+dosRaceAllocs() {
@@ -193,7 +193,7 @@ func TestDoSVerifyDotsUnderCap(t *testing.T) {
 		if _, err := v.Verify(ctx, tok); !errors.Is(err, grpcjwt.ErrMalformed) {
 			t.Fatalf("Verify(%d dots) = %v; want ErrMalformed", n, err)
 		}
-		allocs := testing.AllocsPerRun(100, func() { v.Verify(ctx, tok) })
+		allocs := dosMinAllocs(func() { v.Verify(ctx, tok) })
 		bytes := dosBytesPerOp(100, func() { v.Verify(ctx, tok) })
 		t.Logf("%d dots: %v allocations, %d bytes per rejection", n, allocs, bytes)
 		if allocs > dosDotsAllocs+dosRaceAllocs() || bytes > dosRejectBytes {
@@ -668,4 +668,16 @@ func BenchmarkRejectDots(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dosMinAllocs is the least of three testing.AllocsPerRun(100, f): under
+// the race detector a count now and then includes allocations of the
+// runtime's own (one in twenty counts of a rejection was 6 where the rest
+// were 4 or 5), which only ever add.
+func dosMinAllocs(f func()) float64 {
+	least := testing.AllocsPerRun(100, f)
+	for range 2 {
+		least = min(least, testing.AllocsPerRun(100, f))
+	}
+	return least
 }

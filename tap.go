@@ -3,7 +3,6 @@ package grpcjwt
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/tap"
@@ -17,8 +16,8 @@ import (
 // unmarshalled only to be rejected.
 //
 // It checks only what costs nothing: one authorization value, the Bearer
-// scheme, the size cap, and the shape of a compact JWS (three base64url
-// segments, the first not empty). Methods that the policy ([WithPolicy])
+// scheme, the size cap, and the shape of a compact JWS (three non-empty
+// base64url segments). Methods that the policy ([WithPolicy])
 // makes public pass untouched. The interceptors still verify every token;
 // this handle never accepts a call on its own.
 //
@@ -68,19 +67,23 @@ func (a *Authorizer) PreAuthorize(method string, authorization []string) error {
 }
 
 // compactShape reports whether tok looks like a compact JWS: three
-// segments of base64url characters separated by two dots, the header
-// segment not empty.
+// non-empty segments of base64url characters separated by two dots (a JWT's
+// header, claims set and signature are never empty).
 func compactShape(tok string) bool {
-	dots := 0
+	dots, segLen := 0, 0
 	for i := 0; i < len(tok); i++ {
 		c := tok[i]
 		switch {
 		case c == '.':
-			dots++
+			if segLen == 0 {
+				return false
+			}
+			dots, segLen = dots+1, 0
 		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			segLen++
 		default:
 			return false
 		}
 	}
-	return dots == 2 && !strings.HasPrefix(tok, ".")
+	return dots == 2 && segLen > 0
 }
