@@ -19,7 +19,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // The benchmarks of this file put the verifier's cost in context: a real
@@ -62,9 +62,9 @@ type brAuth struct {
 
 // brIssuer returns an ES256 issuer, closed when b ends, and a static
 // keyset of its key.
-func brIssuer(b *testing.B) (*grpcjwttest.Issuer, *Keyset) {
+func brIssuer(b *testing.B) (*testkit.Issuer, *Keyset) {
 	b.Helper()
-	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	is := testkit.NewIssuer(testkit.WithAlgorithm("ES256"))
 	b.Cleanup(is.Close)
 	ks, err := NewStaticKeyset(is.JWKS(), WithKeysetLogger(vtDiscard))
 	if err != nil {
@@ -75,7 +75,7 @@ func brIssuer(b *testing.B) (*grpcjwttest.Issuer, *Keyset) {
 
 // brMint mints a token of is with bnClaims, told apart from the others by
 // n, and as long as each of them.
-func brMint(is *grpcjwttest.Issuer, n int64) string {
+func brMint(is *testkit.Issuer, n int64) string {
 	c := bnClaims()
 	c["iss"] = is.URL()
 	c["jti"] = fmt.Sprintf("%036d", n) // as long as bnClaims' jti
@@ -129,7 +129,7 @@ func brServeOn(b *testing.B, transport string, srv *grpc.Server) testpb.TestServ
 	b.Helper()
 	switch transport {
 	case "bufconn":
-		return testpb.NewTestServiceClient(grpcjwttest.Serve(b, srv))
+		return testpb.NewTestServiceClient(testkit.Serve(b, srv))
 	case "tcp":
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -240,7 +240,7 @@ func BenchmarkRPC(b *testing.B) {
 					for _, a := range auths {
 						b.Run("auth="+a.name, func(b *testing.B) {
 							op := brOp(b, kind, brServe(b, transport, a.v))
-							ctx := grpcjwttest.WithBearer(b.Context(), tok)
+							ctx := testkit.WithBearer(b.Context(), tok)
 							brWarm(ctx, b, op) // connects, fills the cache
 							brCheckCache(b, a.v, tok, a.name == "grpcjwt-cached")
 							b.ReportAllocs()
@@ -266,7 +266,7 @@ func BenchmarkRPCParallel(b *testing.B) {
 	for _, a := range auths[:2] { // none, grpcjwt-cached
 		b.Run("transport=bufconn/kind=unary/auth="+a.name, func(b *testing.B) {
 			op := brOp(b, "unary", brServe(b, "bufconn", a.v))
-			ctx := grpcjwttest.WithBearer(b.Context(), tok)
+			ctx := testkit.WithBearer(b.Context(), tok)
 			brWarm(ctx, b, op)
 			brCheckCache(b, a.v, tok, a.name == "grpcjwt-cached")
 			b.ReportAllocs()
@@ -312,16 +312,16 @@ var brCaches = []struct {
 // process on first use and shared by every run.
 var brKeys struct {
 	once sync.Once
-	keys []*grpcjwttest.Key
+	keys []*testkit.Key
 }
 
 const brMaxKeys = 1000
 
-func brKeyset(b *testing.B, n int) (*Keyset, *grpcjwttest.Key) {
+func brKeyset(b *testing.B, n int) (*Keyset, *testkit.Key) {
 	b.Helper()
 	brKeys.once.Do(func() {
 		for range brMaxKeys {
-			brKeys.keys = append(brKeys.keys, grpcjwttest.NewKey("ES256"))
+			brKeys.keys = append(brKeys.keys, testkit.NewKey("ES256"))
 		}
 	})
 	pubs := make([]any, n)
@@ -342,7 +342,7 @@ func BenchmarkVerifyKeys(b *testing.B) {
 	for _, n := range []int{1, 100, brMaxKeys} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			ks, k := brKeyset(b, n)
-			tok := grpcjwttest.Sign(k, nil, bnClaims())
+			tok := testkit.Sign(k, nil, bnClaims())
 			for _, c := range brCaches {
 				b.Run(c.name, func(b *testing.B) { brVerifyLoop(b, bnVerifier(b, ks, c.cache), tok, c.cache) })
 			}
@@ -434,7 +434,7 @@ func BenchmarkPolicyMatch(b *testing.B) {
 // brSizedToken signs, with k, a token of at most size bytes and as close to
 // it as base64 allows (size or size-1): a few short claims and a custom
 // "pad" claim filled to length.
-func brSizedToken(b *testing.B, k *grpcjwttest.Key, size int) string {
+func brSizedToken(b *testing.B, k *testkit.Key, size int) string {
 	b.Helper()
 	now := time.Now()
 	claims := map[string]any{
@@ -449,7 +449,7 @@ func brSizedToken(b *testing.B, k *grpcjwttest.Key, size int) string {
 	}
 	sign := func(pad int) string {
 		claims["pad"] = strings.Repeat("x", pad)
-		return grpcjwttest.Sign(k, nil, claims)
+		return testkit.Sign(k, nil, claims)
 	}
 	base := len(sign(0))
 	if base > size {
@@ -469,7 +469,7 @@ func brSizedToken(b *testing.B, k *grpcjwttest.Key, size int) string {
 // and 8 KiB (at most 8,192 bytes, the default largest cacheable token, so
 // that the cached case does hit the cache).
 func BenchmarkVerifyTokenSize(b *testing.B) {
-	k := grpcjwttest.NewKey("ES256")
+	k := testkit.NewKey("ES256")
 	ks, err := NewStaticKeyset(vtJSON(map[string]any{"keys": []any{k.Public()}}), WithKeysetLogger(vtDiscard))
 	if err != nil {
 		b.Fatal(err)
@@ -719,7 +719,7 @@ func BenchmarkRPCMiss(b *testing.B) {
 					{"busy", false, brOp(b, "unary", brServeHandler(b, transport, busy))},
 					{"verify", false, verify},
 				}
-				bearer := grpcjwttest.WithBearer(b.Context(), tok)
+				bearer := testkit.WithBearer(b.Context(), tok)
 				for _, s := range series {
 					brWarm(bearer, b, s.op)
 				}
@@ -731,7 +731,7 @@ func BenchmarkRPCMiss(b *testing.B) {
 					for range brMissPhase {
 						t := mint()
 						fresh[r] = append(fresh[r], t)
-						freshCtx[r] = append(freshCtx[r], grpcjwttest.WithBearer(b.Context(), t))
+						freshCtx[r] = append(freshCtx[r], testkit.WithBearer(b.Context(), t))
 					}
 				}
 				perOp := make(map[string][]float64, len(series))

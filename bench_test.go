@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 const (
@@ -50,12 +50,12 @@ func bnClaims() map[string]any {
 // bnSetup returns a token of alg, its public key and a static keyset of it.
 func bnSetup(b *testing.B, alg string) (string, crypto.PublicKey, *Keyset) {
 	b.Helper()
-	k := grpcjwttest.NewKey(alg)
+	k := testkit.NewKey(alg)
 	ks, err := NewStaticKeyset(vtJSON(map[string]any{"keys": []any{k.Public()}}), WithKeysetLogger(vtDiscard))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return grpcjwttest.Sign(k, nil, bnClaims()), k.Signer.Public(), ks
+	return testkit.Sign(k, nil, bnClaims()), k.Signer.Public(), ks
 }
 
 // bnFloor returns the standard library's check of tok's signature alone:
@@ -202,7 +202,7 @@ func BenchmarkVerifyParallel(b *testing.B) {
 // realistic ES256 access token: it fills a cache with b.N distinct tokens
 // and divides the heap's growth.
 func BenchmarkCacheEntryMemory(b *testing.B) {
-	is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	is := testkit.NewIssuer(testkit.WithAlgorithm("ES256"))
 	defer is.Close()
 	ks, err := NewStaticKeyset(is.JWKS())
 	if err != nil {

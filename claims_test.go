@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // ctParse runs parseClaims on a literal claims set with the given scope
@@ -372,7 +372,7 @@ func TestClaimsContext(t *testing.T) {
 // of the token, with WithScopeClaims applied.
 func TestVerifyClaimsEndToEnd(t *testing.T) {
 	f := newVTFixture(t)
-	tok := grpcjwttest.Sign(f.ec, nil, f.claims(
+	tok := testkit.Sign(f.ec, nil, f.claims(
 		vtSet("scope", "a b"), vtSet("scp", []string{"c"}), vtSet("permissions", []string{"d"}),
 		vtDel("client_id"), vtSet("azp", "azp-client"), vtSet("exp", float64(vtEpoch.Unix())+3600.25),
 		vtSet("aud", []string{"x", vtAud}), vtSet("tenant", "acme"),

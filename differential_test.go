@@ -43,7 +43,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // diffJOSEAlgs is the allow-list given to go-jose.
@@ -465,7 +465,7 @@ func diffDocCase(t testing.TB, name string, doc []byte, raw string) diffCase {
 // class, and header quirks, on keys whose signatures both libraries check.
 func diffExtraCases(t *testing.T) []diffCase {
 	var cs []diffCase
-	rsaKey := grpcjwttest.NewKey("PS256")
+	rsaKey := testkit.NewKey("PS256")
 	noAlg := jose.JSONWebKey{Key: rsaKey.Signer.Public(), KeyID: rsaKey.ID, Use: "sig"} // no alg: PS* allowed
 	rsaDoc := vtJSON(map[string]any{"keys": []any{noAlg}})
 	claims := vtJSON(map[string]any{"iss": "https://issuer.example", "exp": 1900000000})
@@ -489,17 +489,17 @@ func diffExtraCases(t *testing.T) []diffCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smallKey := &grpcjwttest.Key{ID: "small", Algorithm: "RS256", Signer: small}
+	smallKey := &testkit.Key{ID: "small", Algorithm: "RS256", Signer: small}
 	cs = append(cs, diffDocCase(t, "extra/RS256 1024-bit key", vtJSON(map[string]any{"keys": []any{smallKey.Public()}}),
-		grpcjwttest.Sign(smallKey, nil, map[string]any{"exp": 1900000000})))
+		testkit.Sign(smallKey, nil, map[string]any{"exp": 1900000000})))
 
-	ec := grpcjwttest.NewKey("ES256")
+	ec := testkit.NewKey("ES256")
 	ecDoc := vtJSON(map[string]any{"keys": []any{ec.Public()}})
 	sign := func(hdr string) string {
 		input := vtB64([]byte(hdr)) + "." + vtB64(claims)
-		return input + "." + vtB64(grpcjwttest.SignBytes(ec, []byte(input)))
+		return input + "." + vtB64(testkit.SignBytes(ec, []byte(input)))
 	}
-	good := grpcjwttest.Sign(ec, nil, map[string]any{"exp": 1900000000})
+	good := testkit.Sign(ec, nil, map[string]any{"exp": 1900000000})
 	h, p, s := vtSplit(good)
 	for _, c := range []struct{ name, raw string }{
 		{"good", good},
@@ -634,7 +634,7 @@ func FuzzDifferentialJOSE(f *testing.F) {
 	keys := fzKeys(f)
 	// The RSA key twice: for RS256 under its own kid and, declared PS256,
 	// under another.
-	ps := &grpcjwttest.Key{ID: "fz-ps256", Algorithm: "PS256", Signer: keys[0].Signer}
+	ps := &testkit.Key{ID: "fz-ps256", Algorithm: "PS256", Signer: keys[0].Signer}
 	doc := fzJWKS(append(slices.Clone(keys), ps))
 	snap, err := parseKeySet(doc, 100)
 	if err != nil {
@@ -653,7 +653,7 @@ func FuzzDifferentialJOSE(f *testing.F) {
 	}
 	// PSS signatures are randomized, so these seeds differ between
 	// processes; nothing here depends on them being the same.
-	f.Add(grpcjwttest.Sign(ps, nil, fzClaims()))
+	f.Add(testkit.Sign(ps, nil, fzClaims()))
 	f.Add(fzSign(f, keys[0], map[string]any{"alg": "PS256"}, fzClaims()))
 	input := vtB64(vtJSON(map[string]any{"alg": "PS256", "kid": ps.ID})) + "." + vtB64(vtJSON(fzClaims()))
 	digest := sha256.Sum256([]byte(input))

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // The fuzz targets need seeds that are the same in every process: the fuzz
@@ -69,7 +69,7 @@ const (
 )
 
 // fzKeys returns the fixed keys: RS256, ES256, ES384, ES512 and EdDSA.
-func fzKeys(tb testing.TB) []*grpcjwttest.Key {
+func fzKeys(tb testing.TB) []*testkit.Key {
 	tb.Helper()
 	block, _ := pem.Decode([]byte(fzRSAPEM))
 	if block == nil {
@@ -93,7 +93,7 @@ func fzKeys(tb testing.TB) []*grpcjwttest.Key {
 		return k
 	}
 	seed := sha256.Sum256([]byte("grpcjwt fuzz ed25519"))
-	return []*grpcjwttest.Key{
+	return []*testkit.Key{
 		{ID: "fz-rs256", Algorithm: "RS256", Signer: rsaKey},
 		{ID: "fz-es256", Algorithm: "ES256", Signer: ec(elliptic.P256(), 32, "grpcjwt fuzz P-256")},
 		{ID: "fz-es384", Algorithm: "ES384", Signer: ec(elliptic.P384(), 48, "grpcjwt fuzz P-384")},
@@ -102,8 +102,8 @@ func fzKeys(tb testing.TB) []*grpcjwttest.Key {
 	}
 }
 
-// fzSign is grpcjwttest.Sign with deterministic ECDSA signatures.
-func fzSign(tb testing.TB, k *grpcjwttest.Key, header map[string]any, claims any) string {
+// fzSign is testkit.Sign with deterministic ECDSA signatures.
+func fzSign(tb testing.TB, k *testkit.Key, header map[string]any, claims any) string {
 	h := map[string]any{"alg": k.Algorithm, "kid": k.ID, "typ": "at+jwt"}
 	for name, v := range header {
 		if v == nil {
@@ -121,7 +121,7 @@ func fzSign(tb testing.TB, k *grpcjwttest.Key, header map[string]any, claims any
 	input := vtB64(vtJSON(h)) + "." + vtB64(pb)
 	priv, ok := k.Signer.(*ecdsa.PrivateKey)
 	if !ok {
-		return input + "." + vtB64(grpcjwttest.SignBytes(k, []byte(input)))
+		return input + "." + vtB64(testkit.SignBytes(k, []byte(input)))
 	}
 	hash := map[string]crypto.Hash{"ES256": crypto.SHA256, "ES384": crypto.SHA384, "ES512": crypto.SHA512}[k.Algorithm]
 	d := hash.New()
@@ -160,7 +160,7 @@ func fzClaims(mods ...vtMod) map[string]any {
 }
 
 // fzJWKS is the JWK Set document of keys.
-func fzJWKS(keys []*grpcjwttest.Key) []byte {
+func fzJWKS(keys []*testkit.Key) []byte {
 	var set []any
 	for _, k := range keys {
 		set = append(set, k.Public())
@@ -281,10 +281,10 @@ func FuzzVerify(f *testing.F) {
 
 func FuzzParseKeySet(f *testing.F) {
 	keys := fzKeys(f)
-	// One public JWK per algorithm of grpcjwttest.Algorithms; the RSA key
+	// One public JWK per algorithm of testkit.Algorithms; the RSA key
 	// serves all six RSA algorithms.
 	var jwks []map[string]any
-	for _, alg := range grpcjwttest.Algorithms {
+	for _, alg := range testkit.Algorithms {
 		var signer crypto.Signer
 		switch alg[:2] {
 		case "RS", "PS":
@@ -294,7 +294,7 @@ func FuzzParseKeySet(f *testing.F) {
 		default:
 			signer = keys[4].Signer
 		}
-		k := &grpcjwttest.Key{ID: "kid-" + alg, Algorithm: alg, Signer: signer}
+		k := &testkit.Key{ID: "kid-" + alg, Algorithm: alg, Signer: signer}
 		var m map[string]any
 		if err := json.Unmarshal(vtJSON(k.Public()), &m); err != nil {
 			f.Fatal(err)

@@ -21,7 +21,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // The helpers of this file carry a "ks" prefix so that they do not collide
@@ -211,9 +211,9 @@ func (c ksWaiterCtx) Done() <-chan struct{} {
 }
 
 // ksNewIssuer starts a test issuer that is closed at the end of the test.
-func ksNewIssuer(t *testing.T, opts ...grpcjwttest.Option) *grpcjwttest.Issuer {
+func ksNewIssuer(t *testing.T, opts ...testkit.Option) *testkit.Issuer {
 	t.Helper()
-	is := grpcjwttest.NewIssuer(opts...)
+	is := testkit.NewIssuer(opts...)
 	t.Cleanup(is.Close)
 	return is
 }
@@ -247,7 +247,7 @@ func ksClose(t *testing.T, ks *Keyset) {
 }
 
 // ksIssuerKeyset builds a remote keyset on the JWKS of is.
-func ksIssuerKeyset(t *testing.T, is *grpcjwttest.Issuer, opts ...KeysetOption) *Keyset {
+func ksIssuerKeyset(t *testing.T, is *testkit.Issuer, opts ...KeysetOption) *Keyset {
 	t.Helper()
 	return ksRemote(t, is.JWKSURL(), is.HTTPClient(), opts...)
 }
@@ -276,15 +276,15 @@ func ksClaims(iss string) map[string]any {
 }
 
 // ksToken mints a valid token with the issuer's current signing key.
-func ksToken(is *grpcjwttest.Issuer) string { return is.Mint(is.Claims(ksAudience)) }
+func ksToken(is *testkit.Issuer) string { return is.Mint(is.Claims(ksAudience)) }
 
 // ksForeignKey signs tokens whose kid no keyset in these tests holds.
-var ksForeignKey = grpcjwttest.NewKey("ES256")
+var ksForeignKey = testkit.NewKey("ES256")
 
 // ksForeign returns a token from is naming kid, which is unknown to the
 // issuer, signed by a key the issuer never published.
-func ksForeign(is *grpcjwttest.Issuer, kid string) string {
-	return grpcjwttest.Sign(ksForeignKey, map[string]any{"kid": kid}, is.Claims(ksAudience))
+func ksForeign(is *testkit.Issuer, kid string) string {
+	return testkit.Sign(ksForeignKey, map[string]any{"kid": kid}, is.Claims(ksAudience))
 }
 
 // ksVerifyOK fails the test unless v accepts tok.
@@ -314,7 +314,7 @@ func ksVerifyErr(t *testing.T, v *Verifier, tok string, want error, notWant ...e
 }
 
 // ksJWK returns the public JWK of k, changed by edit if not nil.
-func ksJWK(t *testing.T, k *grpcjwttest.Key, edit func(m map[string]any)) json.RawMessage {
+func ksJWK(t *testing.T, k *testkit.Key, edit func(m map[string]any)) json.RawMessage {
 	t.Helper()
 	b, err := json.Marshal(k.Public())
 	if err != nil {
@@ -486,11 +486,11 @@ func TestKeysetNewRemoteErrors(t *testing.T) {
 	down.Close() // nothing listens there any more
 
 	is500 := ksNewIssuer(t)
-	is500.SetFailure(grpcjwttest.Fail500)
+	is500.SetFailure(testkit.Fail500)
 	isGarbage := ksNewIssuer(t)
-	isGarbage.SetFailure(grpcjwttest.FailGarbage)
+	isGarbage.SetFailure(testkit.FailGarbage)
 	isHang := ksNewIssuer(t)
-	isHang.SetFailure(grpcjwttest.FailHang)
+	isHang.SetFailure(testkit.FailHang)
 	good := ksNewIssuer(t)
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -945,7 +945,7 @@ func TestKeysetBackoff(t *testing.T) {
 // clock; it waits for nothing.
 func TestKeysetBackgroundRefreshSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		k := grpcjwttest.NewKey("ES256")
+		k := testkit.NewKey("ES256")
 		mem := &ksMem{body: ksDoc(ksJWK(t, k, nil)), cacheCtl: "max-age=600", status: http.StatusOK}
 		logs := &ksLogs{}
 		const iss = "https://issuer.example"
@@ -958,7 +958,7 @@ func TestKeysetBackgroundRefreshSchedule(t *testing.T) {
 		}
 		defer ks.Close()
 		v := ksVerifier(t, ks, iss, ksNoCache())
-		tok := grpcjwttest.Sign(k, nil, ksClaims(iss)) // fake time: now is the bubble's
+		tok := testkit.Sign(k, nil, ksClaims(iss)) // fake time: now is the bubble's
 		start := time.Now()
 		ks.remote.mu.Lock()
 		ttl := ks.remote.lastTTL
@@ -1053,26 +1053,26 @@ func TestKeysetBackgroundRefreshSchedule(t *testing.T) {
 // --- 6. Outages --------------------------------------------------------------
 
 func TestKeysetOutageKeepsKeys(t *testing.T) {
-	failWith := func(f grpcjwttest.Failure) func(*grpcjwttest.Issuer) {
-		return func(is *grpcjwttest.Issuer) { is.SetFailure(f) }
+	failWith := func(f testkit.Failure) func(*testkit.Issuer) {
+		return func(is *testkit.Issuer) { is.SetFailure(f) }
 	}
-	heal := func(is *grpcjwttest.Issuer) { is.SetFailure(grpcjwttest.FailNone) }
+	heal := func(is *testkit.Issuer) { is.SetFailure(testkit.FailNone) }
 	const maxKeys = 3
 	tests := []struct {
 		name    string
-		outage  func(*grpcjwttest.Issuer)
-		recover func(*grpcjwttest.Issuer)
+		outage  func(*testkit.Issuer)
+		recover func(*testkit.Issuer)
 	}{
-		{name: "HTTP 500", outage: failWith(grpcjwttest.Fail500), recover: heal},
-		{name: "hang past the fetch timeout", outage: failWith(grpcjwttest.FailHang), recover: heal},
-		{name: "garbage JSON", outage: failWith(grpcjwttest.FailGarbage), recover: heal},
-		{name: "empty key set", outage: failWith(grpcjwttest.FailEmpty), recover: heal},
-		{name: "body over the size cap", outage: failWith(grpcjwttest.FailHuge), recover: heal}, // see also TestKeysetBodySizeCap
-		{name: "more keys than the cap", outage: func(is *grpcjwttest.Issuer) {
+		{name: "HTTP 500", outage: failWith(testkit.Fail500), recover: heal},
+		{name: "hang past the fetch timeout", outage: failWith(testkit.FailHang), recover: heal},
+		{name: "garbage JSON", outage: failWith(testkit.FailGarbage), recover: heal},
+		{name: "empty key set", outage: failWith(testkit.FailEmpty), recover: heal},
+		{name: "body over the size cap", outage: failWith(testkit.FailHuge), recover: heal}, // see also TestKeysetBodySizeCap
+		{name: "more keys than the cap", outage: func(is *testkit.Issuer) {
 			for range maxKeys {
 				is.AddKey("ES256")
 			}
-		}, recover: func(is *grpcjwttest.Issuer) { is.RetireOldKeys() }},
+		}, recover: func(is *testkit.Issuer) { is.RetireOldKeys() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1180,11 +1180,11 @@ func TestKeysetBodySizeCap(t *testing.T) {
 func TestKeysetUnavailable(t *testing.T) {
 	tests := []struct {
 		name    string
-		failure grpcjwttest.Failure
+		failure testkit.Failure
 	}{
-		{"HTTP 500", grpcjwttest.Fail500},
-		{"garbage", grpcjwttest.FailGarbage},
-		{"empty set", grpcjwttest.FailEmpty},
+		{"HTTP 500", testkit.Fail500},
+		{"garbage", testkit.FailGarbage},
+		{"empty set", testkit.FailEmpty},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1226,7 +1226,7 @@ func TestKeysetMaxStaleness(t *testing.T) {
 			tok := ksToken(is)
 			ksVerifyOK(t, v, tok, "fresh keys") // and cached
 
-			is.SetFailure(grpcjwttest.Fail500)
+			is.SetFailure(testkit.Fail500)
 			clk.Advance(tt.advance)
 			for i := range 2 { // the cached token, then again (refresh rate limited)
 				_, err := v.Verify(t.Context(), tok)
@@ -1239,7 +1239,7 @@ func TestKeysetMaxStaleness(t *testing.T) {
 			}
 
 			// The issuer comes back: the next refresh restores the keys.
-			is.SetFailure(grpcjwttest.FailNone)
+			is.SetFailure(testkit.FailNone)
 			clk.Advance(time.Minute)
 			ksVerifyOK(t, v, tok, "after the issuer recovered")
 		})
@@ -1270,8 +1270,8 @@ const ksStaticIssuer = "https://static.issuer.example"
 
 // ksSign returns a token from ksStaticIssuer signed by k, with extra header
 // members.
-func ksSign(k *grpcjwttest.Key, header map[string]any) string {
-	return grpcjwttest.Sign(k, header, ksClaims(ksStaticIssuer))
+func ksSign(k *testkit.Key, header map[string]any) string {
+	return testkit.Sign(k, header, ksClaims(ksStaticIssuer))
 }
 
 // ksRSA is one 2048-bit RSA key shared by the tests (generating one under
@@ -1285,19 +1285,19 @@ var ksRSA = sync.OnceValue(func() *rsa.PrivateKey {
 })
 
 // ksRSAKey returns the shared RSA key under kid, signing with alg.
-func ksRSAKey(kid, alg string) *grpcjwttest.Key {
-	return &grpcjwttest.Key{ID: kid, Algorithm: alg, Signer: ksRSA()}
+func ksRSAKey(kid, alg string) *testkit.Key {
+	return &testkit.Key{ID: kid, Algorithm: alg, Signer: ksRSA()}
 }
 
 func TestKeysetSkipsUnusableKeys(t *testing.T) {
-	good := grpcjwttest.NewKey("ES256")
+	good := testkit.NewKey("ES256")
 	rsaKey := ksRSAKey("rsa-1", "RS256")
-	ecKey := grpcjwttest.NewKey("ES256")
+	ecKey := testkit.NewKey("ES256")
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	weak := &grpcjwttest.Key{ID: "rsa-1024", Algorithm: "RS256", Signer: rsa1024}
+	weak := &testkit.Key{ID: "rsa-1024", Algorithm: "RS256", Signer: rsa1024}
 	ecPrivate := func(m map[string]any) {
 		p := ecKey.Public()
 		p.Key = ecKey.Signer // marshals "d" beside x and y
@@ -1323,7 +1323,7 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		signer *grpcjwttest.Key // signs a token naming the bad key's kid
+		signer *testkit.Key // signs a token naming the bad key's kid
 		bad    json.RawMessage
 		quiet  bool // an encryption key: skipped at Debug, not Warn
 	}{
@@ -1423,13 +1423,13 @@ func TestKeysetSkipsUnusableKeys(t *testing.T) {
 // key when it first appears, not again on every refresh that still finds
 // it, and again if it returns after a refresh without it.
 func TestKeysetSkipLoggedOnce(t *testing.T) {
-	good := grpcjwttest.NewKey("ES256")
+	good := testkit.NewKey("ES256")
 	weakKey := func(kid string) json.RawMessage {
 		k, err := rsa.GenerateKey(rand.Reader, 1024)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ksJWK(t, &grpcjwttest.Key{ID: kid, Algorithm: "RS256", Signer: k}, nil)
+		return ksJWK(t, &testkit.Key{ID: kid, Algorithm: "RS256", Signer: k}, nil)
 	}
 	weak1, weak2 := weakKey("weak-1"), weakKey("weak-2")
 	enc := ksJWK(t, ksRSAKey("enc-1", "RS256"), func(m map[string]any) { m["use"], m["alg"] = "enc", "RSA-OAEP" })
@@ -1467,8 +1467,8 @@ func TestKeysetSkipLoggedOnce(t *testing.T) {
 }
 
 func TestKeysetDuplicateKids(t *testing.T) {
-	a := grpcjwttest.NewKey("ES256")
-	b := grpcjwttest.NewKey("ES256")
+	a := testkit.NewKey("ES256")
+	b := testkit.NewKey("ES256")
 	r := ksRSAKey("r", "RS256")
 	a.ID, b.ID, r.ID = "dup", "dup", "dup"
 	tests := []struct {
@@ -1514,16 +1514,16 @@ func TestKeysetDuplicateKids(t *testing.T) {
 
 func TestKeysetAlgBoundToKey(t *testing.T) {
 	rs := ksRSAKey("rsa-2", "RS256")
-	ps := &grpcjwttest.Key{ID: rs.ID, Algorithm: "PS256", Signer: rs.Signer} // same RSA key
-	rs512 := &grpcjwttest.Key{ID: rs.ID, Algorithm: "RS512", Signer: rs.Signer}
+	ps := &testkit.Key{ID: rs.ID, Algorithm: "PS256", Signer: rs.Signer} // same RSA key
+	rs512 := &testkit.Key{ID: rs.ID, Algorithm: "RS512", Signer: rs.Signer}
 	declared := ksDoc(ksJWK(t, rs, nil)) // "alg": "RS256"
 	undeclared := ksDoc(ksJWK(t, rs, func(m map[string]any) { delete(m, "alg") }))
 	declaredPS := ksDoc(ksJWK(t, ps, nil)) // "alg": "PS256"
 	// Ed25519 (RFC 9864) is EdDSA with an Ed25519 key by its
 	// fully-specified name: a JWK declaring one of the two names binds
 	// the key to it; an undeclared OKP key allows both.
-	ed := grpcjwttest.NewKey("Ed25519")
-	edDSA := &grpcjwttest.Key{ID: ed.ID, Algorithm: "EdDSA", Signer: ed.Signer}
+	ed := testkit.NewKey("Ed25519")
+	edDSA := &testkit.Key{ID: ed.ID, Algorithm: "EdDSA", Signer: ed.Signer}
 	declaredEd := ksDoc(ksJWK(t, ed, nil))       // "alg": "Ed25519"
 	declaredEdDSA := ksDoc(ksJWK(t, edDSA, nil)) // "alg": "EdDSA"
 	undeclaredEd := ksDoc(ksJWK(t, ed, func(m map[string]any) { delete(m, "alg") }))
@@ -1586,7 +1586,7 @@ func TestKeysetClose(t *testing.T) {
 	tok := ksToken(is)
 	ksVerifyOK(t, v, tok, "before Close")
 
-	is.SetFailure(grpcjwttest.FailHang)
+	is.SetFailure(testkit.FailHang)
 	hits := is.JWKSHits()
 	w := newKsWaiters(1)
 	res := make(chan error, 1)
@@ -1618,7 +1618,7 @@ func TestKeysetClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 
-	is.SetFailure(grpcjwttest.FailNone)
+	is.SetFailure(testkit.FailNone)
 	hits = is.JWKSHits()
 	ksVerifyOK(t, v, tok, "held key after Close")
 	ksVerifyErr(t, v, ksForeign(is, "unknown-after-close"), ErrUnknownKey, ErrKeysUnavailable)
@@ -1646,7 +1646,7 @@ func TestKeysetCloseLazyBeforeFirstFetch(t *testing.T) {
 }
 
 func TestKeysetCloseStatic(t *testing.T) {
-	_, v := ksStatic(t, ksDoc(ksJWK(t, grpcjwttest.NewKey("ES256"), nil)), nil)
+	_, v := ksStatic(t, ksDoc(ksJWK(t, testkit.NewKey("ES256"), nil)), nil)
 	if err := v.keys.Close(); err != nil {
 		t.Fatalf("Close of a static keyset: %v", err)
 	}
@@ -1676,7 +1676,7 @@ func (s *ksStuck) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func TestKeysetConcurrentCloseWaitsForFetch(t *testing.T) {
 	ksLeakCheck(t)
-	k := grpcjwttest.NewKey("ES256")
+	k := testkit.NewKey("ES256")
 	rt := &ksStuck{body: ksDoc(ksJWK(t, k, nil)), entered: make(chan struct{}), release: make(chan struct{})}
 	ks, err := NewRemoteKeyset(t.Context(), "https://issuer.example/jwks",
 		WithHTTPClient(&http.Client{Transport: rt}), WithKeysetLogger(ksQuiet()), WithUnknownKeyRefreshInterval(0))
@@ -1742,19 +1742,19 @@ func TestKeysetLogsOncePerEpisode(t *testing.T) {
 	}
 	expect("construction", 0, 0, 1)
 
-	is.SetFailure(grpcjwttest.Fail500)
+	is.SetFailure(testkit.Fail500)
 	refresh(20, "first-outage")
 	ksVerifyOK(t, v, tok, "held key during the outage")
 	expect("20 failed refreshes", 1, 0, 21)
 
-	is.SetFailure(grpcjwttest.FailNone)
+	is.SetFailure(testkit.FailNone)
 	refresh(3, "recovered")
 	expect("recovery and 2 more good refreshes", 1, 1, 24)
 
-	is.SetFailure(grpcjwttest.FailGarbage)
+	is.SetFailure(testkit.FailGarbage)
 	refresh(5, "second-outage")
 	expect("a second outage", 2, 1, 29)
-	is.SetFailure(grpcjwttest.FailNone)
+	is.SetFailure(testkit.FailNone)
 	refresh(1, "recovered-again")
 	expect("a second recovery", 2, 2, 30)
 	if got := logs.count(slog.LevelWarn, ""); got != 2 {
@@ -1827,7 +1827,7 @@ func TestKeysetErrorsHideAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	_, err = v.Verify(t.Context(), is.Mint(is.Claims("api")))
 	if !errors.Is(err, ErrKeysUnavailable) {

@@ -9,16 +9,16 @@ import (
 
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 func TestMultiIssuerVerifier(t *testing.T) {
 	quiet := WithKeysetLogger(slog.New(slog.DiscardHandler))
-	a := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"), grpcjwttest.WithPath("/tenant-a"))
+	a := testkit.NewIssuer(testkit.WithAlgorithm("ES256"), testkit.WithPath("/tenant-a"))
 	defer a.Close()
-	b := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("RS256"), grpcjwttest.WithPath("/tenant-b"))
+	b := testkit.NewIssuer(testkit.WithAlgorithm("RS256"), testkit.WithPath("/tenant-b"))
 	defer b.Close()
-	verifierFor := func(is *grpcjwttest.Issuer, aud string) *Verifier {
+	verifierFor := func(is *testkit.Issuer, aud string) *Verifier {
 		ks, err := NewRemoteKeyset(t.Context(), is.JWKSURL(), quiet)
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestMultiIssuerVerifier(t *testing.T) {
 // TestDecisionCacheHit: the decision hook reports whether the token came
 // from the verified-token cache.
 func TestDecisionCacheHit(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	var mu sync.Mutex
 	var hits []bool
@@ -105,7 +105,7 @@ func TestDecisionCacheHit(t *testing.T) {
 		hits = append(hits, d.CacheHit)
 		mu.Unlock()
 	}))
-	ctx := grpcjwttest.WithBearer(t.Context(), is.Mint(is.Claims("api")))
+	ctx := testkit.WithBearer(t.Context(), is.Mint(is.Claims("api")))
 	for range 2 {
 		if _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
 			t.Fatal(err)

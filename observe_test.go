@@ -18,7 +18,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 type obsServer struct {
@@ -42,10 +42,10 @@ func obsClient(t *testing.T, v *Verifier, opts ...Option) testpb.TestServiceClie
 	t.Helper()
 	srv := grpc.NewServer(grpc.UnaryInterceptor(UnaryServerInterceptor(v, opts...)))
 	testpb.RegisterTestServiceServer(srv, obsServer{})
-	return testpb.NewTestServiceClient(grpcjwttest.Serve(t, srv))
+	return testpb.NewTestServiceClient(testkit.Serve(t, srv))
 }
 
-func obsVerifier(t *testing.T, is *grpcjwttest.Issuer) *Verifier {
+func obsVerifier(t *testing.T, is *testkit.Issuer) *Verifier {
 	t.Helper()
 	ks, err := NewStaticKeyset(is.JWKS())
 	if err != nil {
@@ -68,7 +68,7 @@ func mustPolicy(t *testing.T, rules map[string]Rule) *Policy {
 }
 
 func TestDecisionHook(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	var mu sync.Mutex
 	var got []Decision
@@ -108,7 +108,7 @@ func TestDecisionHook(t *testing.T) {
 			mu.Unlock()
 			ctx := t.Context()
 			if tc.token != "" {
-				ctx = grpcjwttest.WithBearer(ctx, tc.token)
+				ctx = testkit.WithBearer(ctx, tc.token)
 			}
 			err := tc.call(ctx)
 			if status.Code(err) != tc.want.Code {
@@ -135,7 +135,7 @@ func TestDecisionHook(t *testing.T) {
 }
 
 func TestFetchHook(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	events := make(chan FetchEvent, 10)
 	ks, err := NewRemoteKeyset(t.Context(), is.JWKSURL(), WithFetchHook(func(e FetchEvent) { events <- e }),
@@ -151,7 +151,7 @@ func TestFetchHook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is.SetFailure(grpcjwttest.Fail500)
+	is.SetFailure(testkit.Fail500)
 	is.Rotate()
 	if _, err := v.Verify(t.Context(), is.Mint(is.Claims("api"))); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("during the outage: %v", err)
@@ -162,7 +162,7 @@ func TestFetchHook(t *testing.T) {
 }
 
 func TestDryRunPolicy(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -171,7 +171,7 @@ func TestDryRunPolicy(t *testing.T) {
 	c := obsClient(t, obsVerifier(t, is), WithPolicy(enforced), WithDryRunPolicy(candidate), WithLogger(logger))
 
 	// The candidate would deny: the call still goes through.
-	ctx := grpcjwttest.WithBearer(t.Context(), is.Mint(is.Claims("api", "read")))
+	ctx := testkit.WithBearer(t.Context(), is.Mint(is.Claims("api", "read")))
 	if _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
 		t.Fatalf("enforced policy allows this call: %v", err)
 	}
@@ -188,7 +188,7 @@ func TestDryRunPolicy(t *testing.T) {
 	}
 	// Agreement logs nothing.
 	logs.Reset()
-	ok := grpcjwttest.WithBearer(t.Context(), is.Mint(is.Claims("api", "write")))
+	ok := testkit.WithBearer(t.Context(), is.Mint(is.Claims("api", "write")))
 	if _, err := c.UnaryCall(ok, &testpb.SimpleRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestPolicyWatcher(t *testing.T) {
 // TestPolicyWatcherInterceptor: the interceptors follow the watcher's
 // reloads.
 func TestPolicyWatcherInterceptor(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	path := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(path, []byte(`{"rules": {"`+obsEmpty+`": {"public": true}}}`), 0o600); err != nil {
@@ -406,7 +406,7 @@ func (h *obsRecords) levels(msg string) (levels []slog.Level, counts []int64) {
 // minute, counting the refusals since the previous one, and Debug lines
 // for the rest; a logger whose Debug is off pays nothing for them.
 func TestRefusalLogRateLimit(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	h := &obsRecords{}
 	a := NewAuthorizer(obsVerifier(t, is), WithLogger(slog.New(h)))

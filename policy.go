@@ -209,7 +209,7 @@ func newRuleEntry(key string, r Rule) (*ruleEntry, error) {
 	r.Issuers = slices.Clone(r.Issuers)
 	r.Scopes = slices.Clone(r.Scopes)
 	r.AnyScopes = slices.Clone(r.AnyScopes)
-	r.Claims = maps.Clone(r.Claims)
+	r.Claims = cloneClaims(r.Claims)
 	e.Rule = r
 	e.scopeHeader = strings.Join(slices.Concat(r.Scopes, r.AnyScopes), " ")
 	return e, nil
@@ -312,8 +312,21 @@ func (p *Policy) Match(fullMethod string) (key string, r Rule) {
 	r.Issuers = slices.Clone(r.Issuers)
 	r.Scopes = slices.Clone(r.Scopes)
 	r.AnyScopes = slices.Clone(r.AnyScopes)
-	r.Claims = maps.Clone(r.Claims)
+	r.Claims = cloneClaims(r.Claims)
 	return e.key, r
+}
+
+// cloneClaims copies a Rule's Claims, value lists included, so that a
+// policy never shares them with its caller.
+func cloneClaims(m map[string][]string) map[string][]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // A ServiceInfoProvider reports registered services; *grpc.Server is one.

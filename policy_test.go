@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // This file tests Policy (validation, matching, CheckServer) from inside the
@@ -322,9 +322,9 @@ func (l *ptLogs) count(msg string) int {
 // one with no keyset at all, one whose remote keyset has none of its
 // fields set.
 func TestInterceptorPanicInVerifier(t *testing.T) {
-	key := grpcjwttest.NewKey("ES256")
+	key := testkit.NewKey("ES256")
 	const iss, aud = "https://issuer.example", "api://orders"
-	tok := grpcjwttest.Sign(key, nil, map[string]any{
+	tok := testkit.Sign(key, nil, map[string]any{
 		"iss": iss, "aud": aud, "sub": "user-1", "exp": time.Now().Add(time.Hour).Unix(),
 	})
 	broken := map[string]func(t *testing.T) *Verifier{
@@ -382,7 +382,7 @@ func TestInterceptorPanicInVerifier(t *testing.T) {
 					srv := grpc.NewServer(ch.serve(mk(t), slog.New(logs))...)
 					ts := &ptServer{}
 					testpb.RegisterTestServiceServer(srv, ts)
-					c := testpb.NewTestServiceClient(grpcjwttest.Serve(t, srv))
+					c := testpb.NewTestServiceClient(testkit.Serve(t, srv))
 					ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tok)
 
 					var err error

@@ -26,7 +26,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/internal/testkit"
 )
 
 // vtEpoch is "now" for the verifier tests; tokens are minted around it and
@@ -153,7 +153,7 @@ func vtDel(names ...string) vtMod {
 // vtAlgIssuer is an issuer of one algorithm with a remote keyset on it.
 type vtAlgIssuer struct {
 	alg string
-	is  *grpcjwttest.Issuer
+	is  *testkit.Issuer
 	ks  *Keyset
 }
 
@@ -163,13 +163,13 @@ type vtAlgIssuer struct {
 type vtFixture struct {
 	t       *testing.T
 	clock   *vtClock
-	is      *grpcjwttest.Issuer
+	is      *testkit.Issuer
 	remote  *Keyset
 	static  *Keyset
-	ec      *grpcjwttest.Key // ES256, the issuer's signing key
-	rsa     *grpcjwttest.Key // RS256 (its JWK declares "alg": "RS256")
-	atk     *grpcjwttest.Key // the attacker's ES256 key, never published
-	atkEd   *grpcjwttest.Key // the attacker's EdDSA key
+	ec      *testkit.Key // ES256, the issuer's signing key
+	rsa     *testkit.Key // RS256 (its JWK declares "alg": "RS256")
+	atk     *testkit.Key // the attacker's ES256 key, never published
+	atkEd   *testkit.Key // the attacker's EdDSA key
 	atkSrv  *httptest.Server
 	atkHits atomic.Int64
 	perAlg  []vtAlgIssuer
@@ -180,12 +180,12 @@ type vtFixture struct {
 func newVTFixture(t *testing.T) *vtFixture {
 	t.Helper()
 	f := &vtFixture{t: t, clock: newVTClock(vtEpoch)}
-	f.is = grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm("ES256"))
+	f.is = testkit.NewIssuer(testkit.WithAlgorithm("ES256"))
 	t.Cleanup(f.is.Close)
 	f.rsa = f.is.AddKey("RS256")
 	f.ec = f.is.SigningKey()
-	f.atk = grpcjwttest.NewKey("ES256")
-	f.atkEd = grpcjwttest.NewKey("EdDSA")
+	f.atk = testkit.NewKey("ES256")
+	f.atkEd = testkit.NewKey("EdDSA")
 	atkJWKS := vtJSON(map[string]any{"keys": []any{f.atk.Public(), f.atkEd.Public()}})
 	f.atkSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.atkHits.Add(1)
@@ -204,7 +204,7 @@ func newVTFixture(t *testing.T) *vtFixture {
 	if err != nil {
 		t.Fatalf("NewStaticKeyset: %v", err)
 	}
-	for _, k := range []*grpcjwttest.Key{f.ec, f.rsa} {
+	for _, k := range []*testkit.Key{f.ec, f.rsa} {
 		var m map[string]any
 		json.Unmarshal(vtJSON(k.Public()), &m)
 		for _, name := range []string{"n", "x", "y"} {
@@ -238,11 +238,11 @@ func (f *vtFixture) claims(mods ...vtMod) map[string]any {
 }
 
 // tok mints a token with the ES256 signing key and the default header.
-func (f *vtFixture) tok(mods ...vtMod) string { return grpcjwttest.Sign(f.ec, nil, f.claims(mods...)) }
+func (f *vtFixture) tok(mods ...vtMod) string { return testkit.Sign(f.ec, nil, f.claims(mods...)) }
 
 // tokH mints a token with the ES256 signing key and header changes.
 func (f *vtFixture) tokH(hdr map[string]any, mods ...vtMod) string {
-	return grpcjwttest.Sign(f.ec, hdr, f.claims(mods...))
+	return testkit.Sign(f.ec, hdr, f.claims(mods...))
 }
 
 // rawPayload is the JSON of the claims with extra members spliced in as
@@ -279,13 +279,13 @@ func (f *vtFixture) verifier(t testing.TB, c vtCase, cache bool) *Verifier {
 	return v
 }
 
-// algIssuers starts one issuer per algorithm of grpcjwttest.Algorithms.
+// algIssuers starts one issuer per algorithm of testkit.Algorithms.
 func (f *vtFixture) algIssuers() []vtAlgIssuer {
 	if f.perAlg != nil {
 		return f.perAlg
 	}
-	for _, alg := range grpcjwttest.Algorithms {
-		is := grpcjwttest.NewIssuer(grpcjwttest.WithAlgorithm(alg))
+	for _, alg := range testkit.Algorithms {
+		is := testkit.NewIssuer(testkit.WithAlgorithm(alg))
 		f.t.Cleanup(is.Close)
 		ks, err := NewRemoteKeyset(f.t.Context(), is.JWKSURL(), WithHTTPClient(is.HTTPClient()), WithKeysetLogger(vtDiscard))
 		if err != nil {
@@ -320,19 +320,19 @@ func (f *vtFixture) cases() []vtCase {
 	for _, ai := range f.algIssuers() {
 		add(vtCase{
 			name:  "accept/alg/" + ai.alg,
-			token: grpcjwttest.Sign(ai.is.SigningKey(), nil, f.claims(vtSet("iss", ai.is.URL()))),
+			token: testkit.Sign(ai.is.SigningKey(), nil, f.claims(vtSet("iss", ai.is.URL()))),
 			keys:  ai.ks,
 			opts:  []VerifierOption{WithIssuer(ai.is.URL()), WithAudience(vtAud)},
 		})
 		add(vtCase{
 			name:  "accept/alg/static/" + ai.alg,
-			token: grpcjwttest.Sign(ai.is.SigningKey(), map[string]any{"kid": nil}, f.claims(vtSet("iss", ai.is.URL()))),
+			token: testkit.Sign(ai.is.SigningKey(), map[string]any{"kid": nil}, f.claims(vtSet("iss", ai.is.URL()))),
 			keys:  mustStatic(f.t, ai.is.JWKS()),
 			opts:  []VerifierOption{WithIssuer(ai.is.URL()), WithAudience(vtAud)},
 		})
 	}
 	add(
-		vtCase{name: "accept/RS256 key of the fixture", token: grpcjwttest.Sign(f.rsa, nil, f.claims())},
+		vtCase{name: "accept/RS256 key of the fixture", token: testkit.Sign(f.rsa, nil, f.claims())},
 		vtCase{name: "accept/aud string", token: f.tok()},
 		vtCase{name: "accept/aud array", token: f.tok(vtSet("aud", []string{"https://other.example", vtAud}))},
 		vtCase{name: "accept/typ at+jwt", token: f.tokH(map[string]any{"typ": "at+jwt"})},
@@ -378,7 +378,7 @@ func (f *vtFixture) cases() []vtCase {
 			vtCase{name: "alg/" + none + "/no kid", token: vtAssemble(map[string]any{"alg": none}, payload, nil), wantErr: ErrAlgorithm},
 		)
 	}
-	for _, k := range []*grpcjwttest.Key{f.ec, f.rsa} {
+	for _, k := range []*testkit.Key{f.ec, f.rsa} {
 		der, err := x509.MarshalPKIXPublicKey(k.Signer.Public())
 		if err != nil {
 			f.t.Fatal(err)
@@ -399,13 +399,13 @@ func (f *vtFixture) cases() []vtCase {
 			}
 		}
 	}
-	psOnRS := &grpcjwttest.Key{ID: f.rsa.ID, Algorithm: "PS256", Signer: f.rsa.Signer}
+	psOnRS := &testkit.Key{ID: f.rsa.ID, Algorithm: "PS256", Signer: f.rsa.Signer}
 	add(
 		vtCase{name: "alg/HS256 without kid", token: vtHMAC("HS256", nil, payload, f.is.JWKS()), wantErr: ErrAlgorithm},
 		vtCase{name: "alg/ES256 header on the RSA kid", token: f.tokH(map[string]any{"kid": f.rsa.ID}), wantErr: ErrAlgorithm},
-		vtCase{name: "alg/RS256 header on the EC kid", token: grpcjwttest.Sign(f.rsa, map[string]any{"kid": f.ec.ID}, f.claims()), wantErr: ErrAlgorithm},
-		vtCase{name: "alg/PS256 on a key whose JWK declares RS256", token: grpcjwttest.Sign(psOnRS, nil, f.claims()), wantErr: ErrAlgorithm},
-		vtCase{name: "alg/PS256 on a key whose JWK declares RS256, static", token: grpcjwttest.Sign(psOnRS, nil, f.claims()), keys: f.static, wantErr: ErrAlgorithm},
+		vtCase{name: "alg/RS256 header on the EC kid", token: testkit.Sign(f.rsa, map[string]any{"kid": f.ec.ID}, f.claims()), wantErr: ErrAlgorithm},
+		vtCase{name: "alg/PS256 on a key whose JWK declares RS256", token: testkit.Sign(psOnRS, nil, f.claims()), wantErr: ErrAlgorithm},
+		vtCase{name: "alg/PS256 on a key whose JWK declares RS256, static", token: testkit.Sign(psOnRS, nil, f.claims()), keys: f.static, wantErr: ErrAlgorithm},
 		vtCase{name: "alg/not in WithAlgorithms", token: f.tok(), opts: f.opts(WithAlgorithms("RS256", "EdDSA")), wantErr: ErrAlgorithm},
 		vtCase{name: "alg/lower case es256", token: f.tokH(map[string]any{"alg": "es256"}), wantErr: ErrAlgorithm},
 		vtCase{name: "alg/ES256K", token: f.tokH(map[string]any{"alg": "ES256K"}), wantErr: ErrAlgorithm},
@@ -415,18 +415,18 @@ func (f *vtFixture) cases() []vtCase {
 	// --- keys named by the header are never fetched or trusted ---
 	x5c := f.attackerCert()
 	add(
-		vtCase{name: "hdrkey/jwk, no kid", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": nil, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "hdrkey/jwk, attacker kid", token: grpcjwttest.Sign(f.atk, map[string]any{"jwk": f.atk.Public()}, f.claims()), wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/jwk, attacker kid, static", token: grpcjwttest.Sign(f.atk, map[string]any{"jwk": f.atk.Public()}, f.claims()), keys: f.static, wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/jwk, victim kid", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": f.ec.ID, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "hdrkey/jwk EdDSA, no kid, no EdDSA key held", token: grpcjwttest.Sign(f.atkEd, map[string]any{"kid": nil, "jwk": f.atkEd.Public()}, f.claims()), wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/jku, attacker kid", token: grpcjwttest.Sign(f.atk, map[string]any{"jku": f.atkSrv.URL + "/jwks"}, f.claims()), wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/jku, no kid", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": nil, "jku": f.atkSrv.URL + "/jwks"}, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "hdrkey/x5u, attacker kid", token: grpcjwttest.Sign(f.atk, map[string]any{"x5u": f.atkSrv.URL + "/cert.pem"}, f.claims()), wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/x5u, no kid", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": nil, "x5u": f.atkSrv.URL + "/cert.pem"}, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "hdrkey/x5c, attacker kid", token: grpcjwttest.Sign(f.atk, map[string]any{"x5c": x5c}, f.claims()), wantErr: ErrUnknownKey},
-		vtCase{name: "hdrkey/x5c, no kid", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": nil, "x5c": x5c}, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "hdrkey/x5c and jku and jwk together", token: grpcjwttest.Sign(f.atk, map[string]any{"kid": nil, "x5c": x5c, "jku": f.atkSrv.URL, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/jwk, no kid", token: testkit.Sign(f.atk, map[string]any{"kid": nil, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/jwk, attacker kid", token: testkit.Sign(f.atk, map[string]any{"jwk": f.atk.Public()}, f.claims()), wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/jwk, attacker kid, static", token: testkit.Sign(f.atk, map[string]any{"jwk": f.atk.Public()}, f.claims()), keys: f.static, wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/jwk, victim kid", token: testkit.Sign(f.atk, map[string]any{"kid": f.ec.ID, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/jwk EdDSA, no kid, no EdDSA key held", token: testkit.Sign(f.atkEd, map[string]any{"kid": nil, "jwk": f.atkEd.Public()}, f.claims()), wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/jku, attacker kid", token: testkit.Sign(f.atk, map[string]any{"jku": f.atkSrv.URL + "/jwks"}, f.claims()), wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/jku, no kid", token: testkit.Sign(f.atk, map[string]any{"kid": nil, "jku": f.atkSrv.URL + "/jwks"}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/x5u, attacker kid", token: testkit.Sign(f.atk, map[string]any{"x5u": f.atkSrv.URL + "/cert.pem"}, f.claims()), wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/x5u, no kid", token: testkit.Sign(f.atk, map[string]any{"kid": nil, "x5u": f.atkSrv.URL + "/cert.pem"}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/x5c, attacker kid", token: testkit.Sign(f.atk, map[string]any{"x5c": x5c}, f.claims()), wantErr: ErrUnknownKey},
+		vtCase{name: "hdrkey/x5c, no kid", token: testkit.Sign(f.atk, map[string]any{"kid": nil, "x5c": x5c}, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "hdrkey/x5c and jku and jwk together", token: testkit.Sign(f.atk, map[string]any{"kid": nil, "x5c": x5c, "jku": f.atkSrv.URL, "jwk": f.atk.Public()}, f.claims()), wantErr: ErrSignature},
 	)
 
 	// --- structure ---
@@ -489,9 +489,9 @@ func (f *vtFixture) cases() []vtCase {
 	// --- signature ---
 	tamperedPayload := gh + "." + vtB64(vtJSON(f.claims(vtSet("sub", "admin")))) + "." + gs
 	tamperedHeader := vtB64(vtJSON(map[string]any{"alg": "ES256", "kid": f.ec.ID, "typ": "JWT"})) + "." + gp + "." + gs
-	other := grpcjwttest.NewKey("ES256")
+	other := testkit.NewKey("ES256")
 	other.ID = f.ec.ID
-	rsaGood := grpcjwttest.Sign(f.rsa, nil, f.claims())
+	rsaGood := testkit.Sign(f.rsa, nil, f.claims())
 	rh, rp, rs := vtSplit(rsaGood)
 	rsaSig, _ := base64.RawURLEncoding.DecodeString(rs)
 	otherTok := f.tok(vtSet("jti", "jti-other"))
@@ -503,8 +503,8 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "sig/truncated RS256", token: rh + "." + rp + "." + vtB64(rsaSig[:len(rsaSig)-3]), wantErr: ErrSignature},
 		vtCase{name: "sig/extended ES256", token: gh + "." + gp + "." + vtB64(append(slices.Clone(sigBytes), 0, 0, 0)), wantErr: ErrSignature},
 		vtCase{name: "sig/empty", token: gh + "." + gp + ".", wantErr: ErrSignature},
-		vtCase{name: "sig/another key with the same kid", token: grpcjwttest.Sign(other, nil, f.claims()), wantErr: ErrSignature},
-		vtCase{name: "sig/another key with the same kid, static", token: grpcjwttest.Sign(other, nil, f.claims()), keys: f.static, wantErr: ErrSignature},
+		vtCase{name: "sig/another key with the same kid", token: testkit.Sign(other, nil, f.claims()), wantErr: ErrSignature},
+		vtCase{name: "sig/another key with the same kid, static", token: testkit.Sign(other, nil, f.claims()), keys: f.static, wantErr: ErrSignature},
 		vtCase{name: "sig/another token's signature", token: gh + "." + gp + "." + otherSig, wantErr: ErrSignature},
 		vtCase{name: "sig/zero r and s", token: gh + "." + gp + "." + vtB64(make([]byte, 64)), wantErr: ErrSignature},
 	)
@@ -539,7 +539,7 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "exp/true", token: f.tok(vtSet("exp", true)), wantErr: ErrMalformed},
 		vtCase{name: "exp/null", token: f.tok(vtSet("exp", json.RawMessage("null"))), wantErr: ErrMalformed},
 		vtCase{name: "exp/object", token: f.tok(vtSet("exp", map[string]int{"t": 1})), wantErr: ErrMalformed},
-		vtCase{name: "exp/1e400", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"exp":1e400`, vtDel("exp"))), wantErr: ErrMalformed},
+		vtCase{name: "exp/1e400", token: testkit.Sign(f.ec, nil, f.rawPayload(`"exp":1e400`, vtDel("exp"))), wantErr: ErrMalformed},
 		vtCase{name: "exp/past year 9999", token: f.tok(vtSet("exp", int64(253402300800))), wantErr: ErrMalformed},
 		vtCase{name: "exp/expired beyond leeway", token: f.tok(vtSet("exp", vtEpoch.Add(-31*time.Second).Unix())), wantErr: ErrExpired},
 		vtCase{name: "exp/expired at exactly the leeway", token: f.tok(vtSet("exp", vtEpoch.Add(-30*time.Second).Unix())), wantErr: ErrExpired},
@@ -571,23 +571,23 @@ func (f *vtFixture) cases() []vtCase {
 		// other binding refuses the token unless the operator opts out.
 		// Repeated claim names, and names that differ only in case, are
 		// refused: two readers must never see different aud or scope.
-		vtCase{name: "claims/repeated aud (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"aud":"https://other.example"`)), wantErr: ErrMalformed, wantText: `repeats the name "aud"`},
-		vtCase{name: "claims/repeated unread name (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"tenant":"a","tenant":"b"`)), wantErr: ErrMalformed},
-		vtCase{name: "claims/SCOPE beside scope (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtSet("scope", "read"))),
+		vtCase{name: "claims/repeated aud (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"aud":"https://other.example"`)), wantErr: ErrMalformed, wantText: `repeats the name "aud"`},
+		vtCase{name: "claims/repeated unread name (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"tenant":"a","tenant":"b"`)), wantErr: ErrMalformed},
+		vtCase{name: "claims/SCOPE beside scope (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtSet("scope", "read"))),
 			wantErr: ErrMalformed, wantText: `names "scope" and "SCOPE" differ only in case`},
-		vtCase{name: "claims/SCOPE alone (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtDel("scope"))),
+		vtCase{name: "claims/SCOPE alone (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"SCOPE":"admin"`, vtDel("scope"))),
 			wantErr: ErrMalformed, wantText: `the claim name "SCOPE" differs only in case from "scope"`},
-		vtCase{name: "claims/Kelvin-sign variant of a required claim (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"\u212aid":"x"`)),
+		vtCase{name: "claims/Kelvin-sign variant of a required claim (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"\u212aid":"x"`)),
 			opts: f.opts(WithRequiredClaims("kid")), wantErr: ErrMalformed},
-		vtCase{name: "claims/scp variant with WithScopeClaims(scp) (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"SCP":["admin"]`)),
+		vtCase{name: "claims/scp variant with WithScopeClaims(scp) (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"SCP":["admin"]`)),
 			opts: f.opts(WithScopeClaims("scope", "scp")), wantErr: ErrMalformed},
-		vtCase{name: "accept/case variant of an unread claim", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"TENANT":"a"`))},
+		vtCase{name: "accept/case variant of an unread claim", token: testkit.Sign(f.ec, nil, f.rawPayload(`"TENANT":"a"`))},
 		vtCase{name: "cnf/jkt", token: f.tok(vtSet("cnf", map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
 			wantErr: ErrUnsupportedConfirmation, wantText: `cnf holds "jkt"`},
 		vtCase{name: "cnf/jwk", token: f.tok(vtSet("cnf", map[string]any{"jwk": map[string]any{"kty": "OKP"}})), wantErr: ErrUnsupportedConfirmation},
 		vtCase{name: "cnf/kid", token: f.tok(vtSet("cnf", map[string]any{"kid": "k"})), wantErr: ErrUnsupportedConfirmation},
 		vtCase{name: "cnf/unknown member", token: f.tok(vtSet("cnf", map[string]any{"osc": "x"})), wantErr: ErrUnsupportedConfirmation},
-		vtCase{name: "cnf/repeated member", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload(`"cnf":{"jkt":"a","jkt":"b"}`)), wantErr: ErrMalformed},
+		vtCase{name: "cnf/repeated member", token: testkit.Sign(f.ec, nil, f.rawPayload(`"cnf":{"jkt":"a","jkt":"b"}`)), wantErr: ErrMalformed},
 		vtCase{name: "cnf/x5t#S256 a number", token: f.tok(vtSet("cnf", map[string]any{"x5t#S256": 1})), wantErr: ErrMalformed},
 		vtCase{name: "accept/cnf jkt with InsecureIgnoreUnsupportedConfirmation", token: f.tok(vtSet("cnf", map[string]any{"jkt": "x"})),
 			opts: f.opts(InsecureIgnoreUnsupportedConfirmation())},
@@ -595,10 +595,10 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "required/sub missing", token: f.tok(vtDel("sub")), opts: f.opts(WithRequiredClaims("sub")), wantErr: ErrMissingClaim},
 		vtCase{name: "lifetime/exceeded", token: f.tok(), opts: f.opts(WithMaxLifetime(30 * time.Minute)), wantErr: ErrLifetime},
 		vtCase{name: "lifetime/no iat", token: f.tok(vtDel("iat")), opts: f.opts(WithMaxLifetime(2 * time.Hour)), wantErr: ErrMissingClaim},
-		vtCase{name: "claims/invalid UTF-8 (signed)", token: grpcjwttest.Sign(f.ec, nil, f.rawPayload("\"name\":\"\xff\xfe\"")), wantErr: ErrMalformed},
-		vtCase{name: "claims/not an object (signed)", token: grpcjwttest.Sign(f.ec, nil, []byte(`["iss"]`)), wantErr: ErrMalformed},
-		vtCase{name: "claims/null (signed)", token: grpcjwttest.Sign(f.ec, nil, []byte(`null`)), wantErr: ErrMalformed},
-		vtCase{name: "claims/trailing garbage (signed)", token: grpcjwttest.Sign(f.ec, nil, append(vtJSON(f.claims()), 'x')), wantErr: ErrMalformed},
+		vtCase{name: "claims/invalid UTF-8 (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload("\"name\":\"\xff\xfe\"")), wantErr: ErrMalformed},
+		vtCase{name: "claims/not an object (signed)", token: testkit.Sign(f.ec, nil, []byte(`["iss"]`)), wantErr: ErrMalformed},
+		vtCase{name: "claims/null (signed)", token: testkit.Sign(f.ec, nil, []byte(`null`)), wantErr: ErrMalformed},
+		vtCase{name: "claims/trailing garbage (signed)", token: testkit.Sign(f.ec, nil, append(vtJSON(f.claims()), 'x')), wantErr: ErrMalformed},
 		vtCase{name: "claims/scope number", token: f.tok(vtSet("scope", 42)), wantErr: ErrMalformed},
 		vtCase{name: "claims/scope array with null", token: f.tok(vtSet("scope", []any{"a", nil})), wantErr: ErrMalformed},
 		vtCase{name: "claims/sub number", token: f.tok(vtSet("sub", 123)), wantErr: ErrMalformed},
@@ -732,7 +732,7 @@ func TestVerifyHeaderKeysNeverFetched(t *testing.T) {
 		{"x5u": f.atkSrv.URL + "/cert.pem", "kid": nil},
 		{"jku": f.atkSrv.URL + "/jwks", "x5u": f.atkSrv.URL + "/cert.pem", "jwk": f.atk.Public()},
 	} {
-		_, err := v.Verify(t.Context(), grpcjwttest.Sign(f.atk, hdr, f.claims()))
+		_, err := v.Verify(t.Context(), testkit.Sign(f.atk, hdr, f.claims()))
 		if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrSignature) {
 			t.Errorf("header %v: got %v, want ErrUnknownKey or ErrSignature", hdr, err)
 		}
@@ -852,8 +852,8 @@ func TestVerifyErrorTexts(t *testing.T) {
 		{"typ", f.tokH(map[string]any{"typ": marker}), ""},
 		{"cty", f.tokH(map[string]any{"cty": "JWT", "x": marker}), ""},
 		{"crit", f.tokH(map[string]any{"crit": []string{marker}}), ""},
-		{"jku", grpcjwttest.Sign(f.atk, map[string]any{"jku": evil}, f.claims()), ""},
-		{"unsigned iss", grpcjwttest.Sign(f.atk, nil, f.claims(vtSet("iss", evil))), ""},
+		{"jku", testkit.Sign(f.atk, map[string]any{"jku": evil}, f.claims()), ""},
+		{"unsigned iss", testkit.Sign(f.atk, nil, f.claims(vtSet("iss", evil))), ""},
 		{"exp string", f.tok(vtSet("exp", marker)), ""},
 		{"iss number", f.tok(vtSet("iss", 1), vtSet("sub", marker)), ""},
 		{"scope", f.tok(vtSet("scope", map[string]string{marker: marker})), ""},
@@ -1177,7 +1177,7 @@ func TestVerifyCacheRetiredKey(t *testing.T) {
 	f.is.RetireOldKeys()
 	// A token of the new key names an unknown kid: the keyset refetches and
 	// the old key is gone.
-	if _, err := v.Verify(t.Context(), grpcjwttest.Sign(next, nil, f.claims())); err != nil {
+	if _, err := v.Verify(t.Context(), testkit.Sign(next, nil, f.claims())); err != nil {
 		t.Fatalf("token of the new key: %v", err)
 	}
 	if _, err := v.Verify(t.Context(), old); !errors.Is(err, ErrUnknownKey) {
@@ -1262,7 +1262,7 @@ func TestVerifyConcurrent(t *testing.T) {
 // rejected whatever the values, so that no two parsers can read it apart
 // (a signed header whose first "alg" is "none").
 func TestVerifyRepeatedHeaderNames(t *testing.T) {
-	is := grpcjwttest.NewIssuer()
+	is := testkit.NewIssuer()
 	defer is.Close()
 	ks, err := NewStaticKeyset(is.JWKS())
 	if err != nil {
@@ -1281,14 +1281,14 @@ func TestVerifyRepeatedHeaderNames(t *testing.T) {
 		`{"alg":"ES256","kid":"other","kid":"` + k.ID + `"}`,
 	} {
 		input := enc([]byte(hdr)) + "." + enc(payload)
-		tok := input + "." + enc(grpcjwttest.SignBytes(k, []byte(input)))
+		tok := input + "." + enc(testkit.SignBytes(k, []byte(input)))
 		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrMalformed) {
 			t.Errorf("header %s: got %v, want ErrMalformed", hdr, err)
 		}
 	}
 	// The same header without the repetition verifies: the signature is fine.
 	input := enc([]byte(`{"alg":"ES256","kid":"`+k.ID+`"}`)) + "." + enc(payload)
-	if _, err := v.Verify(t.Context(), input+"."+enc(grpcjwttest.SignBytes(k, []byte(input)))); err != nil {
+	if _, err := v.Verify(t.Context(), input+"."+enc(testkit.SignBytes(k, []byte(input)))); err != nil {
 		t.Errorf("control: %v", err)
 	}
 }
