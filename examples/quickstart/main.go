@@ -221,5 +221,16 @@ func callAll(ctx context.Context, addr string, issuer *grpcjwttest.Issuer, out i
 		return err
 	}
 	fmt.Fprintln(out, "\nall calls got the expected status")
+	fmt.Fprint(out, `
+Why:
+  ServerInfo   is public: every call goes through; a bad token is ignored and the handler gets no claims.
+  CreateOrder  needs the orders audience and write:orders: the billing token is refused (Unauthenticated),
+               the token without write:orders is valid but lacks the scope (PermissionDenied).
+  GetOrder     needs the orders audience and no scope: the token without write:orders passes, the billing one not.
+  WatchOrders  has no rule of its own, so it needs a valid token for any audience the verifier accepts
+               (orders or billing): the billing token ("wrong-audience" for the orders methods) is OK here.
+The WARN lines on stderr are grpcjwt's log of refused calls: the first refusal of each interceptor at
+Warn with the check that failed, later ones (within a minute) at Debug.
+`)
 	return nil
 }
