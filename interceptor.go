@@ -88,9 +88,10 @@ func WithStreamExpiry(enforce bool) Option {
 // the call.
 //
 // An error refuses the call with PermissionDenied and the fixed message
-// "permission denied", unless it carries a gRPC status (status.Error, or a
-// type with a GRPCStatus method), whose code and message the client then
-// gets. The error itself is logged, wrapped in [ErrDenied]. On a public
+// "permission denied", unless it is or wraps a gRPC status (status.Error,
+// or a type with a GRPCStatus method), whose code and own message the
+// client then gets: the text of an error wrapping the status stays in the
+// log. The error itself is logged, wrapped in [ErrDenied]. On a public
 // method a refused token is ignored like any invalid optional token.
 //
 // A check that needs the request message (a tenant named in the request
@@ -411,9 +412,14 @@ func toRefusal(ctx context.Context, err error, rule *ruleEntry) *Refusal {
 	switch {
 	case errors.As(err, &denial):
 		// The application's check decides its own status, if it gives one.
+		// Its status's own message, not status.FromError's: that would
+		// put the text of any error wrapping the status on the wire.
 		r.Code, r.Message = codes.PermissionDenied, "permission denied"
-		if s, ok := status.FromError(denial.err); ok && s.Code() != codes.OK {
-			r.Code, r.Message = s.Code(), s.Message()
+		var gs interface{ GRPCStatus() *status.Status }
+		if errors.As(denial.err, &gs) {
+			if s := gs.GRPCStatus(); s != nil && s.Code() != codes.OK {
+				r.Code, r.Message = s.Code(), s.Message()
+			}
 		}
 		return r
 	case errors.Is(err, ErrMissingToken):

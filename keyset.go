@@ -400,17 +400,32 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 		return nil, fmt.Errorf("%w: the key named by kid %q allows %s, not %s", ErrAlgorithm, kid, snap.kidAlgs(kid), a)
 	}
 	err = opaqueFetchError(err)
+	held := snap.heldKIDs()
 	switch {
 	case snap == nil && err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 	case snap == nil:
 		return nil, ErrKeysUnavailable
 	case errors.Is(err, errRateLimited):
-		return nil, fmt.Errorf("%w: refresh skipped, %w", ErrUnknownKey, err)
+		return nil, fmt.Errorf("%w: refresh skipped, %w; %s", ErrUnknownKey, err, held)
 	case err != nil:
-		return nil, fmt.Errorf("%w: refresh failed: %w", ErrUnknownKey, err)
+		return nil, fmt.Errorf("%w: refresh failed: %w; %s", ErrUnknownKey, err, held)
 	}
-	return nil, ErrUnknownKey
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKey, held)
+}
+
+// heldKIDs names the keys the snapshot holds, for an unknown-key error:
+// the issuer's own values, so that an operator can compare them with the
+// issuer's JWK Set (the token's kid is not verified and is not named).
+func (s *keySnapshot) heldKIDs() string {
+	var kids []string
+	for _, k := range s.keysOrNil() {
+		kids = append(kids, k.kid)
+	}
+	if len(kids) > 10 {
+		return fmt.Sprintf("the keyset holds %d keys, kids %s and %d more", len(kids), quotedList(kids[:10]), len(kids)-10)
+	}
+	return "the keyset holds kids " + quotedList(kids)
 }
 
 // errFetchFailed stands in, in errors that reach Verify's callers, for the
@@ -573,7 +588,13 @@ func NewRemoteKeyset(ctx context.Context, jwksURL string, opts ...KeysetOption) 
 	ks.remote = r
 	if !o.lazy {
 		// The first fetch runs under the caller's ctx and nothing keeps it.
-		if err := r.fetch(ctx); err != nil {
+		// The error goes to the caller, so the fetch does not log it.
+		if err := r.fetch(ctx, false); err != nil {
+			// An issuer's URL given where its JWK Set's belongs says so.
+			if md, derr := Discover(ctx, jwksURL, opts...); derr == nil {
+				err = fmt.Errorf("%w; %s is an issuer, not a JWK Set URL: use NewIssuerKeyset, or its jwks_uri %s",
+					err, quoted(jwksURL), quoted(md.JWKSURI))
+			}
 			// Wrap ErrKeysUnavailable so that callers can tell an issuer
 			// that is down at start-up from a configuration error.
 			return nil, fmt.Errorf("%w: first JWKS fetch failed: %w", ErrKeysUnavailable, err)
@@ -714,7 +735,7 @@ func (r *remoteSource) fetchMode(ctx context.Context, kind fetchKind) (joined bo
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			err := r.fetch(r.ctx)
+			err := r.fetch(r.ctx, true)
 			r.mu.Lock()
 			r.call = nil
 			c.err = err
@@ -732,8 +753,9 @@ func (r *remoteSource) fetchMode(ctx context.Context, kind fetchKind) (joined bo
 }
 
 // fetch downloads and installs the JWK Set once. On failure the keys held
-// stay; the first failure of a run is logged, and so is the recovery.
-func (r *remoteSource) fetch(ctx context.Context) error {
+// stay; with logFailure, the first failure of a run is logged, and so is
+// the recovery.
+func (r *remoteSource) fetch(ctx context.Context, logFailure bool) error {
 	start := r.o.now()
 	snap, ttl, err := r.download(ctx)
 	if r.o.onFetch != nil {
@@ -741,7 +763,7 @@ func (r *remoteSource) fetch(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	if err != nil {
-		startEpisode := !r.failing && ctx.Err() == nil
+		startEpisode := !r.failing && ctx.Err() == nil && logFailure
 		if startEpisode {
 			r.failing = true
 		}

@@ -1442,7 +1442,7 @@ func TestKeysetSkipLoggedOnce(t *testing.T) {
 	ks := ksRemote(t, srv.url(), srv.Client(), WithKeysetLogger(logs.logger()))
 	refresh := func() {
 		t.Helper()
-		if err := ks.remote.fetch(t.Context()); err != nil {
+		if err := ks.remote.fetch(t.Context(), true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1885,5 +1885,36 @@ func TestKeysetJoinedStaleFetch(t *testing.T) {
 	}
 	if got := requests.Load(); got != 3 {
 		t.Errorf("JWKS requests: got %d, want 3 (construction, the held fetch, one follow-up)", got)
+	}
+}
+
+// TestKeysetOperatorHints: an unknown kid's error names the kids the keyset
+// holds (the issuer's values, never the token's); an issuer's URL given to
+// NewRemoteKeyset says so; a failed first fetch is returned, not logged too.
+func TestKeysetOperatorHints(t *testing.T) {
+	is := testkit.NewIssuer(testkit.WithPath("/oidc"))
+	defer is.Close()
+	ks, err := NewRemoteKeyset(t.Context(), is.JWKSURL(), WithHTTPClient(is.HTTPClient()), WithKeysetLogger(ksQuiet()),
+		WithUnknownKeyRefreshInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	v := ksVerifier(t, ks, is.URL())
+	const forged = "FORGED-KID"
+	_, err = v.Verify(t.Context(), testkit.Sign(testkit.NewKey("ES256"), map[string]any{"kid": forged}, is.Claims("api")))
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), `the keyset holds kids ["`+is.SigningKey().ID+`"]`) ||
+		strings.Contains(err.Error(), forged) {
+		t.Errorf("unknown kid: got %v, want ErrUnknownKey naming the held kid and not the token's", err)
+	}
+
+	logs := &ksLogs{}
+	_, err = NewRemoteKeyset(t.Context(), is.URL(), WithHTTPClient(is.HTTPClient()), WithKeysetLogger(logs.logger()))
+	want := fmt.Sprintf("%q is an issuer, not a JWK Set URL: use NewIssuerKeyset, or its jwks_uri %q", is.URL(), is.JWKSURL())
+	if !errors.Is(err, ErrKeysUnavailable) || !strings.Contains(err.Error(), want) {
+		t.Errorf("issuer URL as JWK Set URL: got %v, want it to say %s", err, want)
+	}
+	if n := logs.count(slog.LevelWarn, "grpcjwt: JWKS fetch failed; keeping the keys already held"); n != 0 {
+		t.Errorf("a failed first fetch was logged %d times beside its returned error", n)
 	}
 }
