@@ -141,14 +141,25 @@ for i in "${!algs[@]}"; do
 	done <<<"$exports"
 	((n == 2)) || { echo "ci.sh: run.sh start printed $n lines, want 2" >&2; exit 1; }
 	eval "$exports"
-	export GRPCJWT_OIDC_EXPECT_ALG="$alg"
+	export GRPCJWT_OIDC_EXPECT_ALG="$alg" GRPCJWT_OIDC_REQUIRED=1
 	echo "provider: $GRPCJWT_OIDC_ISSUER (pid $(cat "$dir/oidc-provider.pid"))"
 
 	rc=0
-	go test -count=1 -race -timeout 3m "${go_flags[@]}" ./interop/ &
+	go test -count=1 -race -v -timeout 3m "${go_flags[@]}" ./interop/ >"$dir/go-test.out" 2>&1 &
 	go_pid=$!
 	wait "$go_pid" || rc=$?
 	go_pid=""
+	# -v shows every test's outcome: print the summary lines, and fail on
+	# a skip, which means a check did not run.
+	grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok )' "$dir/go-test.out" | grep -v '^=== RUN' || true
+	if grep -q -- '--- SKIP' "$dir/go-test.out"; then
+		echo "ci.sh: ALG=$alg: a test was skipped; the suite must run every check:" >&2
+		grep -A3 -- '--- SKIP' "$dir/go-test.out" >&2 || true
+		((rc == 0)) && rc=3
+	fi
+	if ((rc != 0)); then
+		tail -n 60 "$dir/go-test.out" >&2
+	fi
 	if ((rc != 0)); then
 		failed=1
 		result[$alg]="FAIL (go test exit $rc)"
