@@ -5,25 +5,29 @@
 //	go run ./examples/server -issuer https://tenant.logto.app/oidc -audience https://api.example.com
 //
 // Every flag has an environment fallback (GRPCJWT_LISTEN, GRPCJWT_ISSUER,
-// GRPCJWT_JWKS_URL, GRPCJWT_AUDIENCE, GRPCJWT_RULES, GRPCJWT_SCOPE_CLAIMS);
-// a flag given on the command line wins. See README.md for the rules syntax
-// and provider setups.
+// GRPCJWT_JWKS_URL, GRPCJWT_AUDIENCE, GRPCJWT_POLICY,
+// GRPCJWT_POLICY_INTERVAL, GRPCJWT_SCOPE_CLAIMS); a flag given on the
+// command line wins.
 //
-// The server registers the health and reflection services, which need no
-// token, prints "listening on ADDR" on stdout once it accepts calls, logs to
-// stderr, and stops gracefully on SIGINT or SIGTERM.
+// The per-method rules are a grpcjwt policy document (grpcjwt.ParsePolicy):
+// the file named by -policy, reloaded when it changes, or else the embedded
+// policy.json. See README.md for the document and provider setups.
+//
+// The server registers the health and reflection services, which the
+// policy must leave public, prints "listening on ADDR" on stdout once it
+// accepts calls, logs to stderr, and stops gracefully on SIGINT or SIGTERM.
 package main
 
 import (
 	"context"
-	"encoding/json"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -32,8 +36,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -45,31 +47,28 @@ import (
 	"github.com/grpcjwt/grpcjwt/examples/orderpb"
 )
 
+// defaultPolicy is the policy without -policy: health and reflection
+// public, ServerInfo public, CreateOrder needs the scope write:orders, and
+// every other method a valid token.
+//
+//go:embed policy.json
+var defaultPolicy []byte
+
 const (
-	// orderService is the rule-key prefix of the example service's methods.
-	orderService = "/grpcjwt.examples.orders.v1.OrderService/"
+	defaultListen         = "127.0.0.1:50051"
+	defaultScopeClaims    = "scope"
+	defaultPolicyInterval = 10 * time.Second
 
-	// defaultRules makes ServerInfo public and CreateOrder need the scope
-	// write:orders; every other method falls to the built-in default of
-	// grpcjwt.Policy, which requires a valid token.
-	defaultRules = orderService + "ServerInfo=public;" + orderService + "CreateOrder=scope:write:orders"
-
-	defaultListen      = "127.0.0.1:50051"
-	defaultScopeClaims = "scope"
-
-	// discoveryTimeout bounds the OpenID discovery request, body included.
-	discoveryTimeout = 10 * time.Second
-	// maxDiscoveryBytes caps the discovery document; real ones are a few KiB.
-	maxDiscoveryBytes = 512 << 10
 	// shutdownTimeout bounds the graceful stop; calls still open after it
 	// (a long Chat stream, say) are cut off.
 	shutdownTimeout = 10 * time.Second
 )
 
-// exemptServices are served without any token: the selector skips
-// grpcjwt's interceptors for them, so that load balancers, Kubernetes
-// probes and grpcurl's reflection work unauthenticated.
-var exemptServices = []string{
+// openServices must be public under the policy, so that load balancers,
+// Kubernetes probes and grpcurl's reflection work without a token. The
+// policy document says so itself (see policy.json): run refuses one that
+// does not.
+var openServices = []string{
 	healthpb.Health_ServiceDesc.ServiceName,
 	reflectionv1.ServerReflection_ServiceDesc.ServiceName,
 	reflectionv1alpha.ServerReflection_ServiceDesc.ServiceName,
@@ -90,18 +89,19 @@ func main() {
 
 // config is the validated configuration of one run.
 type config struct {
-	listen      string
-	issuer      string
-	jwksURL     string // empty: discover it from the issuer
-	audiences   []string
-	rules       map[string]grpcjwt.Rule
-	scopeClaims []string
+	listen         string
+	issuer         string
+	jwksURL        string // empty: discover it from the issuer
+	audiences      []string
+	policyFile     string // empty: the embedded policy.json
+	policyInterval time.Duration
+	scopeClaims    []string
 }
 
 // run serves until ctx is done, then stops gracefully and returns nil. It
-// returns an error, without serving, when the configuration is invalid or
-// the issuer's keys cannot be loaded. Once the listener is bound it writes
-// "listening on ADDR" to stdout; logs go to stderr.
+// returns an error, without serving, when the configuration or the policy
+// is invalid or the issuer's keys cannot be loaded. Once the listener is
+// bound it writes "listening on ADDR" to stdout; logs go to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -109,48 +109,62 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	policy, err := grpcjwt.NewPolicy(cfg.rules)
-	if err != nil {
-		return fmt.Errorf("-rules: %w", err)
-	}
-
-	jwksURL := cfg.jwksURL
-	if jwksURL == "" {
-		jwksURL, err = discoverJWKS(ctx, &http.Client{Timeout: discoveryTimeout}, cfg.issuer)
+	// The policy comes first: a bad document fails before any network call.
+	var (
+		policySource string                 // for error messages
+		policyOpt    grpcjwt.Option         // how the interceptors get it
+		current      func() *grpcjwt.Policy // the policy in force
+		watcher      *grpcjwt.PolicyWatcher // nil for the embedded policy
+	)
+	if cfg.policyFile == "" {
+		p, err := grpcjwt.ParsePolicy(defaultPolicy)
 		if err != nil {
-			return err
+			return fmt.Errorf("embedded policy.json: %w", err)
 		}
-		log.Info("discovered JWKS URL", "issuer", cfg.issuer, "jwks_uri", jwksURL)
-	}
-	if !strings.HasPrefix(jwksURL, "https://") {
-		log.Warn("JWKS URL is not https; use https outside local testing", "jwks_url", jwksURL)
+		policySource, policyOpt = "embedded policy.json", grpcjwt.WithPolicy(p)
+		current = func() *grpcjwt.Policy { return p }
+	} else {
+		watcher, err = grpcjwt.WatchPolicyFile(cfg.policyFile, cfg.policyInterval, log)
+		if err != nil {
+			return fmt.Errorf("-policy %s: %w", cfg.policyFile, err)
+		}
+		defer watcher.Close()
+		policySource, policyOpt = "-policy "+cfg.policyFile, grpcjwt.WithPolicyWatcher(watcher)
+		current = watcher.Policy
 	}
 
-	// ctx bounds only the first fetch; later refreshes run until Close.
-	keys, err := grpcjwt.NewRemoteKeyset(ctx, jwksURL, grpcjwt.WithKeysetLogger(log))
+	// ctx bounds only discovery and the first fetch; later refreshes run
+	// until Close.
+	keysetOpts := []grpcjwt.KeysetOption{grpcjwt.WithKeysetLogger(log)}
+	verifierOpts := []grpcjwt.VerifierOption{
+		grpcjwt.WithAudience(cfg.audiences...),
+		grpcjwt.WithScopeClaims(cfg.scopeClaims...),
+	}
+	var keys *grpcjwt.Keyset
+	if cfg.jwksURL == "" {
+		// The metadata's issuer must equal -issuer exactly, and the
+		// verifier then trusts that issuer.
+		keys, err = grpcjwt.NewIssuerKeyset(ctx, cfg.issuer, keysetOpts...)
+		warnPlainHTTP(log, "issuer", cfg.issuer)
+	} else {
+		keys, err = grpcjwt.NewRemoteKeyset(ctx, cfg.jwksURL, keysetOpts...)
+		verifierOpts = append(verifierOpts, grpcjwt.WithIssuer(cfg.issuer))
+		warnPlainHTTP(log, "jwks_url", cfg.jwksURL)
+	}
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
-
-	verifier, err := grpcjwt.NewVerifier(keys,
-		grpcjwt.WithIssuer(cfg.issuer),
-		grpcjwt.WithAudience(cfg.audiences...),
-		grpcjwt.WithScopeClaims(cfg.scopeClaims...),
-	)
+	verifier, err := grpcjwt.NewVerifier(keys, verifierOpts...)
 	if err != nil {
 		return err
 	}
 
-	authOpts := []grpcjwt.Option{grpcjwt.WithPolicy(policy), grpcjwt.WithLogger(log)}
-	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return !slices.Contains(exemptServices, c.Service)
-	})
+	authOpts := []grpcjwt.Option{policyOpt, grpcjwt.WithLogger(log)}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(selector.UnaryServerInterceptor(grpcjwt.UnaryServerInterceptor(verifier, authOpts...), needsAuth)),
-		grpc.ChainStreamInterceptor(selector.StreamServerInterceptor(grpcjwt.StreamServerInterceptor(verifier, authOpts...), needsAuth)),
+		grpc.ChainUnaryInterceptor(grpcjwt.UnaryServerInterceptor(verifier, authOpts...)),
+		grpc.ChainStreamInterceptor(grpcjwt.StreamServerInterceptor(verifier, authOpts...)),
 	)
-
 	orders := orderpb.NewServer()
 	orders.CreatedBy = caller
 	orderpb.RegisterOrderServiceServer(srv, orders)
@@ -159,10 +173,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
 
-	// A rule naming a method that does not exist would silently leave the
-	// real method on the default rule: refuse to start instead.
-	if err := policy.CheckServer(srv); err != nil {
-		return fmt.Errorf("-rules: %w", err)
+	check := func(p *grpcjwt.Policy) error { return checkPolicy(p, srv, cfg.audiences) }
+	checked := current()
+	if err := check(checked); err != nil {
+		return fmt.Errorf("%s: %w", policySource, err)
+	}
+	if watcher != nil {
+		auditCtx, stopAudit := context.WithCancel(ctx)
+		audited := make(chan struct{})
+		go func() {
+			defer close(audited)
+			auditReloads(auditCtx, watcher, checked, cfg.policyInterval, check, log.With("path", cfg.policyFile))
+		}()
+		defer func() { stopAudit(); <-audited }()
 	}
 
 	var lc net.ListenConfig
@@ -171,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
-	log.Info("serving", "addr", lis.Addr().String(), "issuer", cfg.issuer, "audiences", cfg.audiences)
+	log.Info("serving", "addr", lis.Addr().String(), "issuer", cfg.issuer, "audiences", cfg.audiences, "policy", policySource)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -198,8 +221,72 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := <-served; err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("stopped")
+	log.Info("stopped") // the deferred calls then close the watcher and the keyset
 	return nil
+}
+
+// checkPolicy refuses a policy that would start a broken server: a rule
+// that names no registered service or method (Policy.CheckServer), a
+// health or reflection method that needs a token, or a rule of a registered
+// method that names an audience outside audiences (the verifier's). A
+// rule's audiences narrow the verifier's (a token's "aud" must hold one of
+// each list), so an audience outside -audience is not one the server was
+// configured for: a mistake, refused like a typo.
+func checkPolicy(p *grpcjwt.Policy, srv *grpc.Server, audiences []string) error {
+	if err := p.CheckServer(srv); err != nil {
+		return err
+	}
+	var errs []error
+	reported := map[string]bool{} // rule keys with an audience reported
+	info := srv.GetServiceInfo()
+	for _, svc := range slices.Sorted(maps.Keys(info)) {
+		open := slices.Contains(openServices, svc)
+		for _, m := range info[svc].Methods {
+			method := "/" + svc + "/" + m.Name
+			key, rule := p.Match(method)
+			if open && !rule.Public {
+				errs = append(errs, fmt.Errorf("rule %q makes %s need a token, but health checks and reflection must work without one: "+
+					`the policy needs "/%s/*": {"public": true} and no other rule for the service`, key, method, svc))
+				break // one error per service
+			}
+			for _, a := range rule.Audiences {
+				if !slices.Contains(audiences, a) && !reported[key] {
+					reported[key] = true
+					errs = append(errs, fmt.Errorf("rule %q (for %s): audience %q is not one of -audience %q; "+
+						"a rule's audiences narrow -audience, they cannot widen it: add it to -audience or drop it from the rule",
+						key, method, a, audiences))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// auditReloads applies check to every policy the watcher reloads after
+// checked, the one run checked at start-up. The watcher installs each
+// document that ParsePolicy accepts and cannot be told to refuse one, so a
+// reload that fails the check is already in force: it is logged at Error,
+// for the operator to fix the file. It returns when ctx is done.
+func auditReloads(ctx context.Context, w *grpcjwt.PolicyWatcher, checked *grpcjwt.Policy, every time.Duration,
+	check func(*grpcjwt.Policy) error, log *slog.Logger) {
+	last := checked
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p := w.Policy()
+		if p == last {
+			continue
+		}
+		last = p
+		if err := check(p); err != nil {
+			log.Error("reloaded policy is in force but fails the start-up checks; fix the file", "error", err.Error())
+		}
+	}
 }
 
 // caller is the OrderService's CreatedBy hook: the token's subject, or its
@@ -215,6 +302,12 @@ func caller(ctx context.Context) string {
 	return c.ClientID
 }
 
+func warnPlainHTTP(log *slog.Logger, what, u string) {
+	if !strings.HasPrefix(u, "https://") {
+		log.Warn("not an https URL; use https outside local testing", what, u)
+	}
+}
+
 // parseConfig reads the flags, falling back to the environment for flags
 // not given, and validates the result.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -224,13 +317,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return def
 	}
+	interval := defaultPolicyInterval
+	if v := getenv("GRPCJWT_POLICY_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("GRPCJWT_POLICY_INTERVAL: %w", err)
+		}
+		interval = d
+	}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", env("GRPCJWT_LISTEN", defaultListen), "`address` to listen on (env GRPCJWT_LISTEN)")
 	issuer := fs.String("issuer", env("GRPCJWT_ISSUER", ""), "issuer identifier, exactly as in the tokens' \"iss\"; required (env GRPCJWT_ISSUER)")
-	jwksURL := fs.String("jwks-url", env("GRPCJWT_JWKS_URL", ""), "JWK Set `URL`; empty: discovered from the issuer's /.well-known/openid-configuration (env GRPCJWT_JWKS_URL)")
+	jwksURL := fs.String("jwks-url", env("GRPCJWT_JWKS_URL", ""), "JWK Set `URL`; empty: discovered from the issuer's metadata (env GRPCJWT_JWKS_URL)")
 	audience := fs.String("audience", env("GRPCJWT_AUDIENCE", ""), "comma-separated accepted `audiences` (\"aud\"); required (env GRPCJWT_AUDIENCE)")
-	rules := fs.String("rules", env("GRPCJWT_RULES", defaultRules), "per-method `rules`, see README.md (env GRPCJWT_RULES)")
+	policyFile := fs.String("policy", env("GRPCJWT_POLICY", ""), "policy document `file` (grpcjwt.ParsePolicy), reloaded on change; empty: the embedded policy.json (env GRPCJWT_POLICY)")
+	fs.DurationVar(&interval, "policy-interval", interval, "how often to check the -policy file for changes, at least 1s (env GRPCJWT_POLICY_INTERVAL)")
 	scopeClaims := fs.String("scope-claims", env("GRPCJWT_SCOPE_CLAIMS", defaultScopeClaims), "comma-separated `claims` that grant scopes, e.g. scope,scp,permissions (env GRPCJWT_SCOPE_CLAIMS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -239,12 +341,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 
-	cfg := &config{listen: *listen, issuer: *issuer, jwksURL: *jwksURL}
+	cfg := &config{listen: *listen, issuer: *issuer, jwksURL: *jwksURL, policyFile: *policyFile, policyInterval: interval}
 	if cfg.issuer == "" {
 		return nil, errors.New("-issuer (or GRPCJWT_ISSUER) is required")
 	}
 	if cfg.jwksURL == "" && !isHTTPURL(cfg.issuer) {
-		return nil, fmt.Errorf("-issuer %q is not an http(s) URL, so the JWKS URL cannot be discovered; set -jwks-url", cfg.issuer)
+		return nil, fmt.Errorf("-issuer %q is not an http(s) URL, so its metadata cannot be discovered; set -jwks-url", cfg.issuer)
 	}
 	if cfg.jwksURL != "" && !isHTTPURL(cfg.jwksURL) {
 		return nil, fmt.Errorf("-jwks-url %q is not an absolute http(s) URL", cfg.jwksURL)
@@ -255,18 +357,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if cfg.scopeClaims = splitList(*scopeClaims); len(cfg.scopeClaims) == 0 {
 		return nil, errors.New("-scope-claims names no claim")
 	}
-	var err error
-	if cfg.rules, err = parseRules(*rules); err != nil {
-		return nil, fmt.Errorf("-rules: %w", err)
-	}
-	for key, r := range cfg.rules {
-		for _, a := range r.Audiences {
-			// The verifier checks "aud" against -audience first, so a rule
-			// audience outside that list could never be satisfied.
-			if !slices.Contains(cfg.audiences, a) {
-				return nil, fmt.Errorf("-rules: rule %q: audience %q is not one of -audience", key, a)
-			}
-		}
+	if cfg.policyFile != "" && cfg.policyInterval < time.Second {
+		return nil, fmt.Errorf("-policy-interval %v is under one second", cfg.policyInterval)
 	}
 	return cfg, nil
 }
@@ -286,131 +378,4 @@ func splitList(s string) []string {
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
-}
-
-// parseRules parses the -rules syntax into grpcjwt rules:
-//
-//	rules = rule { ";" rule }          (a newline separates rules too)
-//	rule  = key "=" req { "," req }
-//	key   = "/pkg.Service/Method" | "/pkg.Service/*" | "*"
-//	req   = "public" | "token" | "scope:" SCOPE | "aud:" AUDIENCE
-//
-// "public" needs no token; "token" needs a valid token and nothing more;
-// a rule's scopes are all required, its audiences are alternatives. Spaces
-// around items are ignored and empty rules are skipped. A key may appear
-// once, and "public" and "token" stand alone. Keys are checked by
-// grpcjwt.NewPolicy and, against the registered services, by
-// Policy.CheckServer.
-func parseRules(s string) (map[string]grpcjwt.Rule, error) {
-	rules := map[string]grpcjwt.Rule{}
-	for item := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ';' || r == '\n' }) {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		key, reqs, ok := strings.Cut(item, "=")
-		key = strings.TrimSpace(key)
-		if !ok || key == "" {
-			return nil, fmt.Errorf("rule %q: want KEY=REQUIREMENTS", item)
-		}
-		if _, dup := rules[key]; dup {
-			return nil, fmt.Errorf("rule %q: key given twice", key)
-		}
-		for _, svc := range exemptServices {
-			if strings.HasPrefix(key, "/"+svc+"/") {
-				return nil, fmt.Errorf("rule %q: %s is served without authentication; a rule for it has no effect", key, svc)
-			}
-		}
-		r, err := parseRequirements(reqs)
-		if err != nil {
-			return nil, fmt.Errorf("rule %q: %w", key, err)
-		}
-		rules[key] = r
-	}
-	if len(rules) == 0 {
-		return nil, errors.New(`no rule; use "*=token" to require a valid token on every method`)
-	}
-	return rules, nil
-}
-
-// parseRequirements parses the comma-separated right-hand side of a rule.
-func parseRequirements(s string) (grpcjwt.Rule, error) {
-	var r grpcjwt.Rule
-	var bare string // "public" or "token", which stand alone
-	n := 0
-	for req := range strings.SplitSeq(s, ",") {
-		req = strings.TrimSpace(req)
-		n++
-		switch {
-		case req == "public" || req == "token":
-			bare = req
-			r.Public = req == "public"
-		case strings.HasPrefix(req, "scope:"):
-			v := strings.TrimPrefix(req, "scope:")
-			if v == "" {
-				return r, errors.New(`empty scope in "scope:"`)
-			}
-			r.Scopes = append(r.Scopes, v)
-		case strings.HasPrefix(req, "aud:"):
-			v := strings.TrimPrefix(req, "aud:")
-			if v == "" {
-				return r, errors.New(`empty audience in "aud:"`)
-			}
-			r.Audiences = append(r.Audiences, v)
-		case req == "":
-			return r, errors.New("empty requirement")
-		default:
-			return r, fmt.Errorf(`unknown requirement %q (want public, token, scope:NAME or aud:AUDIENCE)`, req)
-		}
-	}
-	if bare != "" && n > 1 {
-		return r, fmt.Errorf("%q cannot be combined with other requirements", bare)
-	}
-	return r, nil
-}
-
-// discoverJWKS reads the issuer's OpenID Provider Configuration (OpenID
-// Connect Discovery 1.0 §4) and returns its jwks_uri. The document must name
-// the configured issuer exactly (§4.3): otherwise a typo, a proxy or a
-// hostile host could substitute another issuer's keys.
-func discoverJWKS(ctx context.Context, client *http.Client, issuer string) (string, error) {
-	// §4: a trailing "/" of the issuer is dropped before the well-known path
-	// (Auth0's issuers end in "/").
-	docURL := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, docURL, nil)
-	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("discovery: GET %s: %s", docURL, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("discovery: GET %s: %w", docURL, err)
-	}
-	if len(body) > maxDiscoveryBytes {
-		return "", fmt.Errorf("discovery: GET %s: document larger than %d bytes", docURL, maxDiscoveryBytes)
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery: GET %s: not a JSON document: %w", docURL, err)
-	}
-	if doc.Issuer != issuer {
-		return "", fmt.Errorf("discovery: %s names issuer %q, not the configured %q (the match must be exact, trailing slash included)", docURL, doc.Issuer, issuer)
-	}
-	if !isHTTPURL(doc.JWKSURI) {
-		return "", fmt.Errorf("discovery: %s has no absolute http(s) jwks_uri", docURL)
-	}
-	return doc.JWKSURI, nil
 }
