@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static analysis (staticcheck) and known-vulnerability scan (govulncheck),
 # both installed with `go install` at pinned versions. Exits non-zero on any
-# finding, in the root module or in the separate bench/ module.
+# finding, in the root module or in the separate bench/, connectjwt/ and
+# examples/connect/ modules.
 #
 # govulncheck's default database (vuln.go.dev) is not reachable from this
 # project's machines, so the database is built offline from the Go module
@@ -30,8 +31,9 @@ GOVULNCHECK_VERSION=v1.9.0
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 VULNDB_BUILD=${GRPCJWT_VULNDB_BUILD:-osv} # osv (default: fast on a cold machine) or indexdb
 
-# Modules checked: the root module and the benchmark module.
-MODULES=(. bench)
+# Modules checked: the root module, the benchmark module, and the
+# connect-go module with its example.
+MODULES=(. bench connectjwt examples/connect)
 
 start=$SECONDS
 step() { echo; echo "-- $* ($((SECONDS - start))s)"; }
