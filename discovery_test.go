@@ -88,15 +88,15 @@ func TestDiscover(t *testing.T) {
 	srv := metadataServer(t, map[string]func(string) any{
 		"/.well-known/oauth-authorization-server/tenant": func(base string) any {
 			return map[string]any{"issuer": base + "/tenant", "jwks_uri": base + "/tenant/jwks",
-				"id_token_signing_alg_values_supported": []string{"RS256", "HS256", "none", "ES256"}}
+				"id_token_signing_alg_values_supported": []string{"RS256", "HS256", "none", "ES256", "Ed25519", "Ed448"}}
 		},
 	})
 	md, err := grpcjwt.Discover(t.Context(), srv.URL+"/tenant")
 	if err != nil {
 		t.Fatalf("RFC 8414 fallback: %v", err)
 	}
-	if md.JWKSURI != srv.URL+"/tenant/jwks" || strings.Join(md.SigningAlgorithms, ",") != "RS256,ES256" {
-		t.Errorf("got %+v, want jwks_uri %s and algorithms RS256,ES256 (HS256 and none dropped)", md, srv.URL+"/tenant/jwks")
+	if md.JWKSURI != srv.URL+"/tenant/jwks" || strings.Join(md.SigningAlgorithms, ",") != "RS256,ES256,Ed25519" {
+		t.Errorf("got %+v, want jwks_uri %s and algorithms RS256,ES256,Ed25519 (HS256, none and Ed448 dropped)", md, srv.URL+"/tenant/jwks")
 	}
 
 	cases := []struct {

@@ -252,6 +252,38 @@ func (f *vtFixture) rawPayload(extra string, mods ...vtMod) []byte {
 	return append(append(b[:len(b)-1:len(b)-1], ","+extra...), '}')
 }
 
+// edIssuer is the fixture's per-algorithm issuer of Ed25519 keys.
+func (f *vtFixture) edIssuer() vtAlgIssuer {
+	for _, ai := range f.algIssuers() {
+		if ai.alg == "Ed25519" {
+			return ai
+		}
+	}
+	f.t.Fatal("no Ed25519 issuer")
+	return vtAlgIssuer{}
+}
+
+// edToken signs the fixture's claims with the Ed25519 issuer's key under
+// the JWS alg name, "EdDSA" or "Ed25519"; edKeys is a static keyset of
+// that key with no declared alg, so that both names fit it.
+func (f *vtFixture) edToken(name string) string {
+	ai := f.edIssuer()
+	k := *ai.is.SigningKey()
+	k.Algorithm = name
+	return testkit.Sign(&k, nil, f.claims(vtSet("iss", ai.is.URL())))
+}
+
+func (f *vtFixture) edKeys() *Keyset {
+	k := f.edIssuer().is.SigningKey()
+	jwk := k.Public()
+	jwk.Algorithm = ""
+	return mustStatic(f.t, vtJSON(map[string]any{"keys": []any{jwk}}))
+}
+
+func (f *vtFixture) edOpts(extra ...VerifierOption) []VerifierOption {
+	return append([]VerifierOption{WithIssuer(f.edIssuer().is.URL()), WithAudience(vtAud)}, extra...)
+}
+
 func (f *vtFixture) opts(extra ...VerifierOption) []VerifierOption {
 	return append([]VerifierOption{WithIssuer(f.is.URL()), WithAudience(vtAud)}, extra...)
 }
@@ -582,6 +614,11 @@ func (f *vtFixture) cases() []vtCase {
 		vtCase{name: "claims/scp variant with WithScopeClaims(scp) (signed)", token: testkit.Sign(f.ec, nil, f.rawPayload(`"SCP":["admin"]`)),
 			opts: f.opts(WithScopeClaims("scope", "scp")), wantErr: ErrMalformed},
 		vtCase{name: "accept/case variant of an unread claim", token: testkit.Sign(f.ec, nil, f.rawPayload(`"TENANT":"a"`))},
+		// Ed25519 (RFC 9864) in WithAlgorithms: the fixture's per-algorithm
+		// issuers include one that signs with it.
+		vtCase{name: "alg/Ed25519 token with WithAlgorithms(EdDSA)", token: f.edToken("Ed25519"), keys: f.edKeys(), opts: f.edOpts(WithAlgorithms("EdDSA")), wantErr: ErrAlgorithm},
+		vtCase{name: "accept/Ed25519 token with WithAlgorithms(Ed25519)", token: f.edToken("Ed25519"), keys: f.edKeys(), opts: f.edOpts(WithAlgorithms("Ed25519"))},
+		vtCase{name: "alg/EdDSA token with WithAlgorithms(Ed25519)", token: f.edToken("EdDSA"), keys: f.edKeys(), opts: f.edOpts(WithAlgorithms("Ed25519")), wantErr: ErrAlgorithm},
 		vtCase{name: "cnf/jkt", token: f.tok(vtSet("cnf", map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
 			wantErr: ErrUnsupportedConfirmation, wantText: `cnf holds "jkt"`},
 		vtCase{name: "cnf/jwk", token: f.tok(vtSet("cnf", map[string]any{"jwk": map[string]any{"kty": "OKP"}})), wantErr: ErrUnsupportedConfirmation},
