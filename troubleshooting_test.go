@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,8 +22,6 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
-	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
-	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/grpcjwt/grpcjwt"
 	"github.com/grpcjwt/grpcjwt/grpcjwttest"
@@ -381,7 +378,7 @@ func tsHealthAndReflection(t *testing.T) {
 
 	logs := &itLogs{}
 	cc := serve(itPolicy(t, rules), logs)
-	_, err := tsListV1(t.Context(), cc)
+	_, err := rlListServices(t.Context(), cc, "v1")
 	tsWantStatus(t, "grpcurl list", err, codes.Unauthenticated, "missing bearer token")
 	_, err = healthpb.NewHealthClient(cc).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	tsWantStatus(t, "health probe", err, codes.Unauthenticated, "missing bearer token")
@@ -402,11 +399,11 @@ func tsHealthAndReflection(t *testing.T) {
 	cc = serve(policy, &itLogs{})
 	wantServices := []string{"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
 		"grpc.reflection.v1alpha.ServerReflection", "grpc.testing.TestService"}
-	services, err := tsListV1(t.Context(), cc)
+	services, err := rlListServices(t.Context(), cc, "v1")
 	if err != nil || !slices.Equal(services, wantServices) {
 		t.Errorf("grpcurl list (v1): %v, %v; want %v", services, err, wantServices)
 	}
-	services, err = tsListV1alpha(t.Context(), cc) // older grpcurl
+	services, err = rlListServices(t.Context(), cc, "v1alpha") // older grpcurl
 	if err != nil || !slices.Equal(services, wantServices) {
 		t.Errorf("grpcurl list (v1alpha): %v, %v; want %v", services, err, wantServices)
 	}
@@ -801,55 +798,4 @@ func tsWantStatus(t *testing.T, what string, err error, code codes.Code, msg str
 	if c, m := itStatus(err); c != code || m != msg {
 		t.Errorf("%s: %v %q, want %v %q", what, c, m, code, msg)
 	}
-}
-
-// tsListV1 lists the server's services by reflection v1, as `grpcurl list`
-// does.
-func tsListV1(ctx context.Context, cc grpc.ClientConnInterface) ([]string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := reflectionv1.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Send(&reflectionv1.ServerReflectionRequest{
-		MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{},
-	}); err != nil && err != io.EOF { // io.EOF: the status comes from Recv
-		return nil, err
-	}
-	resp, err := st.Recv()
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, s := range resp.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-// tsListV1alpha is tsListV1 by reflection v1alpha, as older grpcurl does.
-func tsListV1alpha(ctx context.Context, cc grpc.ClientConnInterface) ([]string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := reflectionv1alpha.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Send(&reflectionv1alpha.ServerReflectionRequest{
-		MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{},
-	}); err != nil && err != io.EOF {
-		return nil, err
-	}
-	resp, err := st.Recv()
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, s := range resp.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
-	}
-	slices.Sort(names)
-	return names, nil
 }

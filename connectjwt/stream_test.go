@@ -59,6 +59,22 @@ func TestStreamExpiry(t *testing.T) {
 	// rather than at the next whole second.
 	tok := ctMint(is, func(m map[string]any) { m["exp"] = float64(exp.UnixMilli()) / 1000 }, ctAudience)
 	withBearer := func(h interface{ Set(string, string) }) { h.Set("Authorization", "Bearer "+tok) }
+	// openOut opens e's server stream in protocol p with the token and
+	// payload, bounded by 3 s (cancel ends it sooner); the stream is
+	// closed when the case ends.
+	openOut := func(t *testing.T, e *ctEnv, p string, payload *testpb.Payload) (*connect.ServerStreamForClient[testpb.StreamingOutputCallResponse], context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		t.Cleanup(cancel)
+		req := connect.NewRequest(&testpb.StreamingOutputCallRequest{Payload: payload})
+		withBearer(req.Header())
+		st, err := e.outClient(p).CallServerStream(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st, cancel
+	}
 
 	// The cases share the wait: they run at once, in goroutines rather
 	// than with t.Parallel, whose -parallel limit (GOMAXPROCS) could start
@@ -69,15 +85,7 @@ func TestStreamExpiry(t *testing.T) {
 
 	for _, p := range ctProtocols {
 		run(p+"/server stream ends at expiry", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-			defer cancel()
-			req := connect.NewRequest(&testpb.StreamingOutputCallRequest{}) // sends until ctx.Done
-			withBearer(req.Header())
-			st, err := bounded.outClient(p).CallServerStream(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st, _ := openOut(t, bounded, p, nil) // sends until ctx.Done
 			n := 0
 			var last time.Time
 			for st.Receive() {
@@ -113,15 +121,7 @@ func TestStreamExpiry(t *testing.T) {
 		})
 
 		run(p+"/handler that ignores its context cannot send after expiry", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-			defer cancel()
-			req := connect.NewRequest(&testpb.StreamingOutputCallRequest{Payload: ctPayload("ignore-ctx")})
-			withBearer(req.Header())
-			st, err := bounded.outClient(p).CallServerStream(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st, _ := openOut(t, bounded, p, ctPayload("ignore-ctx"))
 			n := 0
 			for st.Receive() {
 				n++
@@ -199,28 +199,12 @@ func TestStreamExpiry(t *testing.T) {
 		})
 
 		run(p+"/a public procedure's optional token does not bound its stream", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-			defer cancel()
-			req := connect.NewRequest(&testpb.StreamingOutputCallRequest{})
-			withBearer(req.Header())
-			st, err := public.outClient(p).CallServerStream(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st, _ := openOut(t, public, p, nil)
 			ctRecvPastExpiry(t, st, exp, "the optional token")
 		})
 
 		run(p+"/WithStreamExpiry(false) outlives the token", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-			defer cancel()
-			req := connect.NewRequest(&testpb.StreamingOutputCallRequest{})
-			withBearer(req.Header())
-			st, err := unbounded.outClient(p).CallServerStream(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st, cancel := openOut(t, unbounded, p, nil)
 			ctRecvPastExpiry(t, st, exp, "the token")
 			cancel() // the test's own bound
 			for st.Receive() {

@@ -16,10 +16,7 @@ package interop_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,7 +24,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +34,7 @@ import (
 
 	"github.com/grpcjwt/grpcjwt"
 	"github.com/grpcjwt/grpcjwt/examples/orderpb"
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/interop/internal/interoptest"
 )
 
 const (
@@ -51,11 +47,12 @@ const (
 	// provider a failure instead of a skip.
 	envRequired = "GRPCJWT_OIDC_REQUIRED"
 
-	apiAudience   = "https://api.example.test"
-	otherAudience = "https://other.example.test"
-	scopeRead     = "read:orders"
-	scopeWrite    = "write:orders"
-	bothScopes    = scopeRead + " " + scopeWrite
+	// The audiences and scopes of the server's policy (interoptest.Serve).
+	apiAudience   = interoptest.APIAudience
+	otherAudience = interoptest.OtherAudience
+	scopeRead     = interoptest.ScopeRead
+	scopeWrite    = interoptest.ScopeWrite
+	bothScopes    = interoptest.BothScopes
 
 	clientID     = "m2m-client"
 	clientSecret = "m2m-secret"
@@ -68,10 +65,10 @@ const (
 
 	// callTimeout bounds every RPC; well above fetchTimeout so that a call
 	// waiting on a hung fetch fails with the keyset's error, not its own.
-	callTimeout = 10 * time.Second
+	callTimeout = interoptest.CallTimeout
 	// pollDeadline bounds every wait for a state change.
 	pollDeadline = 10 * time.Second
-	pollStep     = 25 * time.Millisecond
+	pollStep     = interoptest.PollStep
 
 	burstSize = 50
 )
@@ -245,44 +242,13 @@ func (p *provider) token(t *testing.T, resource, scope string) string {
 	return tr.AccessToken
 }
 
-// jwsHeader decodes the protected header of a compact JWS (unverified; for
-// assertions only).
-type jwsHeader struct {
-	Alg string `json:"alg"`
-	Typ string `json:"typ"`
-	Kid string `json:"kid"`
-}
-
-func headerOf(t *testing.T, tok string) jwsHeader {
-	t.Helper()
-	seg, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		t.Fatalf("not a compact JWS: %.40q", tok)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		t.Fatalf("JWS header: %v", err)
-	}
-	var h jwsHeader
-	if err := json.Unmarshal(b, &h); err != nil {
-		t.Fatalf("JWS header: %v", err)
-	}
-	return h
-}
-
 // ---- the protected gRPC server -------------------------------------------------
 
-// harness is one keyset + verifier + gRPC server over bufconn + client.
+// harness is one keyset + verifier + gRPC server over bufconn + client
+// (the calls and their tally: interoptest.Client).
 type harness struct {
-	t      *testing.T
-	v      *grpcjwt.Verifier
-	client orderpb.OrderServiceClient
-
-	orderID string // an order that exists, for GetOrder
-
-	// valid counts calls made with a token the provider considers valid
-	// and that the keyset could know; failed counts those that failed.
-	valid, failed atomic.Int64
+	*interoptest.Client
+	v *grpcjwt.Verifier
 
 	mu          sync.Mutex
 	lastUnknown time.Time // when the last call that could refresh on an unknown kid ended
@@ -295,7 +261,7 @@ type config struct {
 
 func newHarness(t *testing.T, p *provider, cfg config) *harness {
 	t.Helper()
-	logger := testLogger(t)
+	logger := interoptest.Logger(t, slog.LevelDebug)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	ksOpts := append([]grpcjwt.KeysetOption{
@@ -322,170 +288,7 @@ func newHarness(t *testing.T, p *provider, cfg config) *harness {
 		t.Fatalf("NewVerifier: %v", err)
 	}
 
-	policy, err := grpcjwt.NewPolicy(map[string]grpcjwt.Rule{
-		orderpb.OrderService_ServerInfo_FullMethodName:  {Public: true},
-		orderpb.OrderService_GetOrder_FullMethodName:    {Audiences: []string{apiAudience}},
-		orderpb.OrderService_CreateOrder_FullMethodName: {Audiences: []string{apiAudience}, Scopes: []string{scopeWrite}},
-		orderpb.OrderService_WatchOrders_FullMethodName: {Scopes: []string{scopeRead}},
-	})
-	if err != nil {
-		t.Fatalf("NewPolicy: %v", err)
-	}
-	iopts := []grpcjwt.Option{grpcjwt.WithPolicy(policy), grpcjwt.WithLogger(logger)}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(grpcjwt.UnaryServerInterceptor(v, iopts...)),
-		grpc.ChainStreamInterceptor(grpcjwt.StreamServerInterceptor(v, iopts...)),
-	)
-	svc := orderpb.NewServer()
-	// The handler learns who called from the claims the interceptor put in
-	// its context.
-	svc.CreatedBy = func(ctx context.Context) string {
-		if c, ok := grpcjwt.ClaimsFromContext(ctx); ok {
-			return c.Subject
-		}
-		return ""
-	}
-	orderpb.RegisterOrderServiceServer(srv, svc)
-	if err := policy.CheckServer(srv); err != nil {
-		t.Fatalf("policy.CheckServer: %v", err)
-	}
-	cc := grpcjwttest.Serve(t, srv)
-	return &harness{t: t, v: v, client: orderpb.NewOrderServiceClient(cc)}
-}
-
-// testLogger logs to t until the test's cleanups have all run; lines that
-// come later (from goroutines still unwinding) are dropped.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs last
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(b), "\n"))
-	}
-	return len(b), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
-func callCtx(tok string) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	if tok != "" {
-		ctx = grpcjwttest.WithBearer(ctx, tok)
-	}
-	return ctx, cancel
-}
-
-func (h *harness) getOrder(tok, id string, opts ...grpc.CallOption) (*orderpb.Order, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	return h.client.GetOrder(ctx, &orderpb.GetOrderRequest{Id: id}, opts...)
-}
-
-func (h *harness) createOrder(tok string, opts ...grpc.CallOption) (*orderpb.Order, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	return h.client.CreateOrder(ctx, &orderpb.CreateOrderRequest{Item: "widget", Quantity: 2}, opts...)
-}
-
-// watch opens WatchOrders and reads it to the end; it returns the events'
-// sequence numbers.
-func (h *harness) watch(tok string) ([]int32, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	st, err := h.client.WatchOrders(ctx, &orderpb.WatchOrdersRequest{MaxEvents: 3})
-	if err != nil {
-		return nil, err
-	}
-	var seqs []int32
-	for {
-		ev, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return seqs, nil
-		}
-		if err != nil {
-			return seqs, err
-		}
-		seqs = append(seqs, ev.GetSequence())
-	}
-}
-
-// validCall makes one call that a valid api token with both scopes must
-// pass: GetOrder of an existing order, or (kind 1) a WatchOrders stream.
-// It counts the call and reports a failure.
-func (h *harness) validCall(label, tok string, kind int) {
-	h.valid.Add(1)
-	var err error
-	switch kind % 2 {
-	case 0:
-		var o *orderpb.Order
-		o, err = h.getOrder(tok, h.orderID)
-		if err == nil && o.GetId() != h.orderID {
-			err = fmt.Errorf("GetOrder returned order %q, want %q", o.GetId(), h.orderID)
-		}
-	default:
-		var seqs []int32
-		seqs, err = h.watch(tok)
-		if err == nil && len(seqs) != 3 {
-			err = fmt.Errorf("WatchOrders delivered %v, want 3 events", seqs)
-		}
-	}
-	if err != nil {
-		h.failed.Add(1)
-		h.t.Errorf("%s: call with a valid token failed: %v", label, err)
-	}
-}
-
-// burst runs n calls at once with each of the valid tokens, half GetOrder,
-// half WatchOrders, and waits for all of them.
-func (h *harness) burst(label string, n int, toks ...string) {
-	var wg sync.WaitGroup
-	for ti, tok := range toks {
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				h.validCall(fmt.Sprintf("%s (token %d, call %d)", label, ti, i), tok, i)
-			}()
-		}
-	}
-	wg.Wait()
-}
-
-// setup creates the order that validCall reads, with a valid token.
-func (h *harness) setup(tok string) {
-	h.t.Helper()
-	h.valid.Add(1)
-	o, err := h.createOrder(tok)
-	if err != nil {
-		h.failed.Add(1)
-		h.t.Fatalf("CreateOrder with a valid write:orders token: %v", err)
-	}
-	h.orderID = o.GetId()
-}
-
-// assertNoValidFailures reports the valid-call tally.
-func (h *harness) assertNoValidFailures() {
-	h.t.Helper()
-	v, f := h.valid.Load(), h.failed.Load()
-	h.t.Logf("calls with a valid token: %d, failed: %d", v, f)
-	if f != 0 {
-		h.t.Errorf("%d of %d calls with a valid token failed; want 0", f, v)
-	}
+	return &harness{Client: interoptest.Serve(t, v, logger), v: v}
 }
 
 // awaitUnknownKeyWindow waits until a token with an unknown kid may refresh
@@ -505,21 +308,6 @@ func (h *harness) noteUnknownKey() {
 	h.mu.Lock()
 	h.lastUnknown = time.Now()
 	h.mu.Unlock()
-}
-
-// wantStatus checks that err is a gRPC status with code and, if msg is not
-// empty, exactly that message.
-func wantStatus(t *testing.T, what string, err error, code codes.Code, msg string) {
-	t.Helper()
-	st, ok := status.FromError(err)
-	switch {
-	case err == nil:
-		t.Errorf("%s: succeeded, want %v %q", what, code, msg)
-	case !ok:
-		t.Errorf("%s: %v is not a gRPC status, want %v", what, err, code)
-	case st.Code() != code || (msg != "" && st.Message() != msg):
-		t.Errorf("%s: got %v %q, want %v %q", what, st.Code(), st.Message(), code, msg)
-	}
 }
 
 // ---- 1. every method per policy, with the provider's algorithm ---------------
@@ -562,7 +350,7 @@ func TestProviderTokensFollowPolicy(t *testing.T) {
 	tokOtherR := p.token(t, otherAudience, scopeRead)
 
 	for name, tok := range map[string]string{"api rw": tokRW, "api r": tokR, "other rw": tokOther} {
-		hdr := headerOf(t, tok)
+		hdr := interoptest.HeaderOf(t, tok)
 		if hdr.Alg != st.Alg || hdr.Typ != "at+jwt" || hdr.Kid != st.SigningKid {
 			t.Errorf("%s token header %+v, want alg %s typ at+jwt kid %s", name, hdr, st.Alg, st.SigningKid)
 		}
@@ -584,9 +372,7 @@ func TestProviderTokensFollowPolicy(t *testing.T) {
 
 	t.Run("ServerInfo is public", func(t *testing.T) {
 		for name, tok := range map[string]string{"no token": "", "garbage token": "not-a-jwt", "valid token": tokR} {
-			ctx, cancel := callCtx(tok)
-			resp, err := h.client.ServerInfo(ctx, &orderpb.ServerInfoRequest{})
-			cancel()
+			resp, err := h.ServerInfo(tok)
 			if err != nil || resp.GetVersion() != orderpb.DefaultVersion {
 				t.Errorf("ServerInfo with %s: %v, %v", name, resp, err)
 			}
@@ -594,92 +380,74 @@ func TestProviderTokensFollowPolicy(t *testing.T) {
 	})
 
 	t.Run("CreateOrder needs the api audience and write:orders", func(t *testing.T) {
-		o, err := h.createOrder(tokRW)
+		o, err := h.CreateOrder(tokRW)
 		if err != nil {
 			t.Fatalf("CreateOrder with write:orders: %v", err)
 		}
 		if o.GetId() == "" || o.GetCreatedBy() != clientID {
 			t.Errorf("created order %+v, want an id and created_by %q (the token's sub)", o, clientID)
 		}
-		h.orderID = o.GetId()
-		if _, err := h.createOrder(tokW); err != nil {
+		h.OrderID = o.GetId()
+		if _, err := h.CreateOrder(tokW); err != nil {
 			t.Errorf("CreateOrder with only write:orders: %v", err)
 		}
 
 		var tr metadata.MD
-		_, err = h.createOrder(tokR, grpc.Trailer(&tr))
-		wantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="insufficient_scope"`) ||
-			!strings.Contains(got, `scope="write:orders"`) {
-			t.Errorf("www-authenticate trailer = %q, want insufficient_scope naming write:orders", got)
-		}
-		_, err = h.createOrder(tokNone)
-		wantStatus(t, "CreateOrder with a token without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.createOrder(tokOther)
-		wantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		_, err = h.createOrder("")
-		wantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err = h.CreateOrder(tokR, grpc.Trailer(&tr))
+		interoptest.WantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		interoptest.WantChallenge(t, tr, `error="insufficient_scope"`, `scope="write:orders"`)
+		_, err = h.CreateOrder(tokNone)
+		interoptest.WantStatus(t, "CreateOrder with a token without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.CreateOrder(tokOther)
+		interoptest.WantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		_, err = h.CreateOrder("")
+		interoptest.WantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
 	})
 
 	t.Run("GetOrder needs the api audience", func(t *testing.T) {
-		if h.orderID == "" {
+		if h.OrderID == "" {
 			// A check that depends on an earlier step fails with it: a
 			// suite never passes by skipping.
 			t.Fatal("no order was created by the CreateOrder step, so GetOrder cannot be checked")
 		}
 		for name, tok := range map[string]string{"rw": tokRW, "r": tokR, "no scope": tokNone} {
-			o, err := h.getOrder(tok, h.orderID)
-			if err != nil || o.GetId() != h.orderID {
+			o, err := h.GetOrder(tok, h.OrderID)
+			if err != nil || o.GetId() != h.OrderID {
 				t.Errorf("GetOrder with api token (%s): %v, %v", name, o, err)
 			}
 		}
 		// Authorized, then the handler's own answer.
-		_, err := h.getOrder(tokR, "ord-does-not-exist")
-		wantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
+		_, err := h.GetOrder(tokR, "ord-does-not-exist")
+		interoptest.WantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
 
 		var tr metadata.MD
-		_, err = h.getOrder(tokOther, h.orderID, grpc.Trailer(&tr))
-		wantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="invalid_token"`) {
-			t.Errorf("www-authenticate trailer = %q, want invalid_token", got)
-		}
-		_, err = h.getOrder("", h.orderID)
-		wantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err = h.GetOrder(tokOther, h.OrderID, grpc.Trailer(&tr))
+		interoptest.WantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		interoptest.WantChallenge(t, tr, `error="invalid_token"`)
+		_, err = h.GetOrder("", h.OrderID)
+		interoptest.WantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
 		// Without a resource the provider issues an opaque token (as Logto).
-		_, err = h.getOrder(p.token(t, "", scopeRead), h.orderID)
-		wantStatus(t, "GetOrder with an opaque token", err, codes.Unauthenticated, "malformed token")
+		_, err = h.GetOrder(p.token(t, "", scopeRead), h.OrderID)
+		interoptest.WantStatus(t, "GetOrder with an opaque token", err, codes.Unauthenticated, "malformed token")
 		// A provider token with one signature byte flipped.
-		_, err = h.getOrder(flipSignature(tokR), h.orderID)
-		wantStatus(t, "GetOrder with a tampered token", err, codes.Unauthenticated, "invalid token signature")
+		_, err = h.GetOrder(interoptest.FlipSignature(tokR), h.OrderID)
+		interoptest.WantStatus(t, "GetOrder with a tampered token", err, codes.Unauthenticated, "invalid token signature")
 	})
 
 	t.Run("WatchOrders needs read:orders", func(t *testing.T) {
 		for name, tok := range map[string]string{"api r": tokR, "api rw": tokRW, "other r": tokOtherR} {
-			seqs, err := h.watch(tok)
+			seqs, err := h.Watch(tok)
 			if err != nil || len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
 				t.Errorf("WatchOrders with %s: events %v, %v", name, seqs, err)
 			}
 		}
-		_, err := h.watch(tokW)
-		wantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.watch(tokNone)
-		wantStatus(t, "WatchOrders without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.watch("")
-		wantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err := h.Watch(tokW)
+		interoptest.WantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.Watch(tokNone)
+		interoptest.WantStatus(t, "WatchOrders without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.Watch("")
+		interoptest.WantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
 	})
-}
-
-// flipSignature changes one bit of the token's signature (keeping the
-// base64url canonical: the first character, which carries 6 full bits).
-func flipSignature(tok string) string {
-	i := strings.LastIndexByte(tok, '.') + 1
-	b := []byte(tok)
-	if b[i] == 'A' {
-		b[i] = 'B'
-	} else {
-		b[i] = 'A'
-	}
-	return string(b)
 }
 
 // ---- 2. key rotation without restart and without a failed call ---------------
@@ -694,26 +462,26 @@ func TestRotationGraceFinish(t *testing.T) {
 	t.Cleanup(func() { p.post(t, "/rotate?mode=finish", nil) }) // leave one key
 
 	tokA := p.token(t, apiAudience, bothScopes)
-	kidA := headerOf(t, tokA).Kid
-	h.setup(tokA)
-	h.burst("A before rotation", 5, tokA)
+	kidA := interoptest.HeaderOf(t, tokA).Kid
+	h.Setup(tokA)
+	h.Burst("A before rotation", 5, tokA)
 
 	// Grace: a new signing key, published next to the old one.
 	rot := p.rotate(t, "grace")
 	tokB := p.token(t, apiAudience, bothScopes)
-	kidB := headerOf(t, tokB).Kid
+	kidB := interoptest.HeaderOf(t, tokB).Kid
 	if kidB == kidA || kidB != rot.SigningKid || !contains(rot.Kids, kidA) {
 		t.Fatalf("after grace rotation: kid A %s, kid B %s, rotation %+v", kidA, kidB, rot)
 	}
 	// B's first calls find an unknown kid: they must share one refresh and
 	// all succeed; A keeps working meanwhile.
 	before := p.stats(t).JWKSRequests
-	h.burst("A and B during grace (B's first use)", 20, tokA, tokB)
+	h.Burst("A and B during grace (B's first use)", 20, tokA, tokB)
 	h.noteUnknownKey()
 	if got := p.stats(t).JWKSRequests - before; got != 1 {
 		t.Errorf("B's first 20 concurrent calls made %d JWKS requests, want exactly 1 (one shared refresh)", got)
 	}
-	h.burst("A and B during grace", 5, tokA, tokB)
+	h.Burst("A and B during grace", 5, tokA, tokB)
 
 	// Finish: the old key leaves the JWK Set. Until the keyset refreshes it
 	// still holds A's key, so A still passes.
@@ -721,18 +489,18 @@ func TestRotationGraceFinish(t *testing.T) {
 	if contains(rot.Kids, kidA) || !contains(rot.Kids, kidB) {
 		t.Fatalf("after finish: kids %v still hold A %s or lack B %s", rot.Kids, kidA, kidB)
 	}
-	h.burst("A and B after finish, before the keyset refreshes", 5, tokA, tokB)
+	h.Burst("A and B after finish, before the keyset refreshes", 5, tokA, tokB)
 
 	// The next rotation's token C names an unknown kid: its first call
 	// refreshes the keyset, which then learns that A's key is gone.
 	p.rotate(t, "grace")
 	tokC := p.token(t, apiAudience, bothScopes)
-	if kidC := headerOf(t, tokC).Kid; kidC == kidA || kidC == kidB {
+	if kidC := interoptest.HeaderOf(t, tokC).Kid; kidC == kidA || kidC == kidB {
 		t.Fatalf("token C reuses kid %s", kidC)
 	}
 	h.awaitUnknownKeyWindow()
 	before = p.stats(t).JWKSRequests
-	h.burst("B and C (C's first use)", 20, tokB, tokC)
+	h.Burst("B and C (C's first use)", 20, tokB, tokC)
 	h.noteUnknownKey()
 	if got := p.stats(t).JWKSRequests - before; got != 1 {
 		t.Errorf("C's first 20 concurrent calls made %d JWKS requests, want exactly 1", got)
@@ -740,13 +508,13 @@ func TestRotationGraceFinish(t *testing.T) {
 
 	// A's key is gone: A now fails, even though it verified (and was
 	// cached) before; B and C still pass.
-	_, err := h.getOrder(tokA, h.orderID)
-	wantStatus(t, "GetOrder with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
-	_, err = h.watch(tokA)
-	wantStatus(t, "WatchOrders with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
+	_, err := h.GetOrder(tokA, h.OrderID)
+	interoptest.WantStatus(t, "GetOrder with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
+	_, err = h.Watch(tokA)
+	interoptest.WantStatus(t, "WatchOrders with A after its key left the JWKS", err, codes.Unauthenticated, "token signed by an unknown key")
 	h.noteUnknownKey()
-	h.burst("B and C after the refresh", 5, tokB, tokC)
-	h.assertNoValidFailures()
+	h.Burst("B and C after the refresh", 5, tokB, tokC)
+	h.AssertNoValidFailures()
 }
 
 // TestRotationPeriodicRefresh has the keyset refresh on its own schedule:
@@ -761,7 +529,7 @@ func TestRotationPeriodicRefresh(t *testing.T) {
 	t.Cleanup(func() { p.post(t, "/rotate?mode=finish", nil) })
 
 	tokA := p.token(t, apiAudience, bothScopes)
-	h.setup(tokA)
+	h.Setup(tokA)
 	p.rotate(t, "grace")
 	tokB := p.token(t, apiAudience, bothScopes)
 	// Use B only once the JWK Set has been requested after the rotation:
@@ -772,27 +540,27 @@ func TestRotationPeriodicRefresh(t *testing.T) {
 	waitFor(t, "a periodic JWKS refresh after the rotation", func() bool {
 		return p.stats(t).JWKSRequests > after
 	})
-	h.burst("A and B during grace", 10, tokA, tokB)
+	h.Burst("A and B during grace", 10, tokA, tokB)
 
 	p.rotate(t, "finish")
 	start := time.Now()
 	deadline := start.Add(pollDeadline)
 	var err error
 	for i := 0; ; i++ {
-		_, err = h.getOrder(tokA, h.orderID)
+		_, err = h.GetOrder(tokA, h.OrderID)
 		if err != nil {
 			break
 		}
-		h.validCall("B while waiting for the refresh", tokB, i)
+		h.ValidCall("B while waiting for the refresh", tokB, i)
 		if time.Now().After(deadline) {
 			t.Fatalf("token A still accepted %v after its key left the JWK Set", pollDeadline)
 		}
 		time.Sleep(pollStep)
 	}
 	t.Logf("A rejected %v after the finish rotation", time.Since(start).Round(time.Millisecond))
-	wantStatus(t, "GetOrder with A after the periodic refresh", err, codes.Unauthenticated, "token signed by an unknown key")
-	h.burst("B after the refresh", 10, tokB)
-	h.assertNoValidFailures()
+	interoptest.WantStatus(t, "GetOrder with A after the periodic refresh", err, codes.Unauthenticated, "token signed by an unknown key")
+	h.Burst("B after the refresh", 10, tokB)
+	h.AssertNoValidFailures()
 }
 
 // TestHardRotation replaces every key at once: the new key's token passes on
@@ -802,22 +570,22 @@ func TestHardRotation(t *testing.T) {
 	h := newHarness(t, p, config{})
 
 	tokA := p.token(t, apiAudience, bothScopes)
-	kidA := headerOf(t, tokA).Kid
-	h.setup(tokA)
-	h.burst("A before rotation", 5, tokA)
+	kidA := interoptest.HeaderOf(t, tokA).Kid
+	h.Setup(tokA)
+	h.Burst("A before rotation", 5, tokA)
 
 	rot := p.rotate(t, "hard")
 	if contains(rot.Kids, kidA) || len(rot.Kids) != 1 {
 		t.Fatalf("hard rotation kept kids %v (A %s)", rot.Kids, kidA)
 	}
 	tokD := p.token(t, apiAudience, bothScopes)
-	h.validCall("D's first call", tokD, 0)
+	h.ValidCall("D's first call", tokD, 0)
 	h.noteUnknownKey()
-	h.burst("D", 10, tokD)
+	h.Burst("D", 10, tokD)
 
-	_, err := h.getOrder(tokA, h.orderID)
-	wantStatus(t, "GetOrder with A after a hard rotation", err, codes.Unauthenticated, "token signed by an unknown key")
-	h.assertNoValidFailures()
+	_, err := h.GetOrder(tokA, h.OrderID)
+	interoptest.WantStatus(t, "GetOrder with A after a hard rotation", err, codes.Unauthenticated, "token signed by an unknown key")
+	h.AssertNoValidFailures()
 }
 
 // ---- 3. JWKS outage -------------------------------------------------------------
@@ -858,15 +626,15 @@ func testJWKSOutage(t *testing.T, periodic bool) {
 		p.token(t, apiAudience, bothScopes),
 		p.token(t, apiAudience, bothScopes),
 	}
-	heldKid := headerOf(t, held[0]).Kid
-	h.setup(held[0])
-	h.burst("before the outage", 5, held...)
+	heldKid := interoptest.HeaderOf(t, held[0]).Kid
+	h.Setup(held[0])
+	h.Burst("before the outage", 5, held...)
 
 	p.fault(t, "500")
 	// A key published while the JWKS is down.
 	p.rotate(t, "grace")
 	tokN := p.token(t, apiAudience, bothScopes)
-	if headerOf(t, tokN).Kid == heldKid {
+	if interoptest.HeaderOf(t, tokN).Kid == heldKid {
 		t.Fatal("the rotation did not change the signing kid")
 	}
 
@@ -890,26 +658,26 @@ func testJWKSOutage(t *testing.T, periodic bool) {
 		unknownErr := make(chan error, 1)
 		began := time.Now()
 		go func() {
-			_, err := h.getOrder(tokN, h.orderID)
+			_, err := h.GetOrder(tokN, h.OrderID)
 			unknownErr <- err
 		}()
-		h.burst("JWKS "+mode+", during the unknown-kid refresh", burstSize/len(held)+1, held...)
+		h.Burst("JWKS "+mode+", during the unknown-kid refresh", burstSize/len(held)+1, held...)
 		err := <-unknownErr
 		took := time.Since(began)
 		h.noteUnknownKey()
-		wantStatus(t, "GetOrder with a key published during the outage (JWKS "+mode+")", err,
+		interoptest.WantStatus(t, "GetOrder with a key published during the outage (JWKS "+mode+")", err,
 			codes.Unauthenticated, "token signed by an unknown key")
 		if took > fetchTimeout+3*time.Second {
 			t.Errorf("JWKS %s: the unknown-kid call took %v, want about the fetch timeout %v at most", mode, took, fetchTimeout)
 		}
-		h.burst("JWKS "+mode+", after the failed refresh", burstSize/len(held)+1, held...)
+		h.Burst("JWKS "+mode+", after the failed refresh", burstSize/len(held)+1, held...)
 
 		if periodic {
 			// Let the background refresh fail too, and check again.
 			waitFor(t, "a background JWKS request under fault "+mode, func() bool {
 				return p.stats(t).ByMode[mode] >= before+2
 			})
-			h.burst("JWKS "+mode+", after failed background refreshes", 5, held...)
+			h.Burst("JWKS "+mode+", after failed background refreshes", 5, held...)
 		} else if got := p.stats(t).ByMode[mode] - before; got != 1 {
 			t.Errorf("JWKS %s: %d JWKS requests, want exactly 1 (the unknown-kid refresh)", mode, got)
 		}
@@ -922,7 +690,7 @@ func testJWKSOutage(t *testing.T, periodic bool) {
 	p.fault(t, "none")
 	start := time.Now()
 	waitFor(t, "the token of the new key to pass after recovery", func() bool {
-		_, err := h.getOrder(tokN, h.orderID)
+		_, err := h.GetOrder(tokN, h.OrderID)
 		if err != nil {
 			if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated {
 				t.Errorf("during recovery: %v, want Unauthenticated until the keyset refreshes", err)
@@ -931,21 +699,15 @@ func testJWKSOutage(t *testing.T, periodic bool) {
 		return err == nil
 	})
 	t.Logf("recovered %v after the fault was lifted", time.Since(start).Round(time.Millisecond))
-	h.burst("after recovery", 5, append(held, tokN)...)
-	h.assertNoValidFailures()
+	h.Burst("after recovery", 5, append(held, tokN)...)
+	h.AssertNoValidFailures()
 }
 
 // waitFor polls cond every pollStep until it holds, failing the test after
 // pollDeadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(pollDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", pollDeadline, what)
-		}
-		time.Sleep(pollStep)
-	}
+	interoptest.WaitFor(t, pollDeadline, what, cond)
 }
 
 func contains(s []string, x string) bool {

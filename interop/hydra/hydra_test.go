@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,13 +37,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/grpcjwt/grpcjwt"
-	"github.com/grpcjwt/grpcjwt/examples/orderpb"
-	"github.com/grpcjwt/grpcjwt/grpcjwttest"
+	"github.com/grpcjwt/grpcjwt/interop/internal/interoptest"
 )
 
 const (
@@ -57,11 +51,12 @@ const (
 	envRequired = "GRPCJWT_HYDRA_REQUIRED"
 	envPIDDir   = "GRPCJWT_HYDRA_PIDDIR"
 
-	apiAudience   = "https://api.example.test"
-	otherAudience = "https://other.example.test"
-	scopeRead     = "read:orders"
-	scopeWrite    = "write:orders"
-	bothScopes    = scopeRead + " " + scopeWrite
+	// The audiences and scopes of the server's policy (interoptest.Serve).
+	apiAudience   = interoptest.APIAudience
+	otherAudience = interoptest.OtherAudience
+	scopeRead     = interoptest.ScopeRead
+	scopeWrite    = interoptest.ScopeWrite
+	bothScopes    = interoptest.BothScopes
 
 	// Hydra's key sets: access tokens are signed with the newest key of
 	// accessTokenSet, ID tokens with the newest of idTokenSet; its JWK Set
@@ -74,9 +69,9 @@ const (
 	unknownKeyInterval = 200 * time.Millisecond
 	fetchTimeout       = 5 * time.Second
 
-	callTimeout  = 10 * time.Second
+	callTimeout  = interoptest.CallTimeout
 	pollDeadline = 15 * time.Second
-	pollStep     = 25 * time.Millisecond
+	pollStep     = interoptest.PollStep
 
 	// startTimeout bounds Hydra's start (migrations of its in-memory
 	// SQLite database, key generation) on a loaded CI machine, and each
@@ -539,34 +534,6 @@ func (h *hydra) token(t *testing.T, c client, aud []string, scope string) string
 
 // ---- tokens, unverified (for assertions only) ---------------------------------
 
-type jwsHeader struct {
-	Alg string `json:"alg"`
-	Typ string `json:"typ"`
-	Kid string `json:"kid"`
-}
-
-func parseHeader(tok string) (jwsHeader, error) {
-	var h jwsHeader
-	seg, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		return h, fmt.Errorf("not a compact JWS: %.40q", tok)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		return h, err
-	}
-	return h, json.Unmarshal(b, &h)
-}
-
-func headerOf(t *testing.T, tok string) jwsHeader {
-	t.Helper()
-	h, err := parseHeader(tok)
-	if err != nil {
-		t.Fatalf("JWS header: %v", err)
-	}
-	return h
-}
-
 // payloadOf decodes the claims set (numbers as json.Number).
 func payloadOf(t *testing.T, tok string) map[string]any {
 	t.Helper()
@@ -706,18 +673,12 @@ func (a fetchCounts) minus(b fetchCounts) fetchCounts {
 }
 
 // harness is one keyset (from Hydra's discovery) + verifier + gRPC server
-// over bufconn + client.
+// over bufconn + client (the calls and their tally: interoptest.Client).
 type harness struct {
-	t       *testing.T
+	*interoptest.Client
 	ks      *grpcjwt.Keyset
 	v       *grpcjwt.Verifier
 	fetches *fetchCounter
-	client  orderpb.OrderServiceClient
-	orderID string
-
-	// valid counts calls made with a token Hydra considers valid and whose
-	// key the keyset can hold; failed counts those that failed.
-	valid, failed atomic.Int64
 }
 
 type config struct {
@@ -726,28 +687,12 @@ type config struct {
 	verifier  []grpcjwt.VerifierOption
 }
 
-// basePolicy is every test's policy: each kind of rule once.
-func basePolicy(t *testing.T) *grpcjwt.Policy {
-	t.Helper()
-	p, err := grpcjwt.NewPolicy(map[string]grpcjwt.Rule{
-		orderpb.OrderService_ServerInfo_FullMethodName:  {Public: true},
-		orderpb.OrderService_GetOrder_FullMethodName:    {Audiences: []string{apiAudience}},
-		orderpb.OrderService_CreateOrder_FullMethodName: {Audiences: []string{apiAudience}, Scopes: []string{scopeWrite}},
-		orderpb.OrderService_WatchOrders_FullMethodName: {Scopes: []string{scopeRead}},
-		// ImportOrders and Chat: the default rule, any valid token.
-	})
-	if err != nil {
-		t.Fatalf("NewPolicy: %v", err)
-	}
-	return p
-}
-
 // newHarness discovers Hydra with NewIssuerKeyset(issuer with its trailing
 // slash), with no WithIssuer and no WithAlgorithms: the issuer and the
 // algorithms are what discovery and the JWK Set say.
 func newHarness(t *testing.T, hy *hydra, cfg config) *harness {
 	t.Helper()
-	logger := testLogger(t)
+	logger := interoptest.Logger(t, slog.LevelInfo)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	fc := &fetchCounter{jwksPath: "/.well-known/jwks.json", base: tr}
@@ -782,204 +727,14 @@ func newHarness(t *testing.T, hy *hydra, cfg config) *harness {
 		t.Fatalf("NewVerifier: %v", err)
 	}
 
-	policy := basePolicy(t)
-	iopts := []grpcjwt.Option{grpcjwt.WithPolicy(policy), grpcjwt.WithLogger(logger)}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(grpcjwt.UnaryServerInterceptor(v, iopts...)),
-		grpc.ChainStreamInterceptor(grpcjwt.StreamServerInterceptor(v, iopts...)),
-	)
-	svc := orderpb.NewServer()
-	svc.CreatedBy = func(ctx context.Context) string {
-		if c, ok := grpcjwt.ClaimsFromContext(ctx); ok {
-			return c.Subject
-		}
-		return ""
-	}
-	orderpb.RegisterOrderServiceServer(srv, svc)
-	if err := policy.CheckServer(srv); err != nil {
-		t.Fatalf("policy.CheckServer: %v", err)
-	}
-	cc := grpcjwttest.Serve(t, srv)
-	return &harness{t: t, ks: ks, v: v, fetches: fc, client: orderpb.NewOrderServiceClient(cc)}
-}
-
-// testLogger logs to t until the test's cleanups have all run; lines that
-// come later (from goroutines still unwinding) are dropped.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs last
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(b), "\n"))
-	}
-	return len(b), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
-// callCtx is an RPC's context: not the test's, so that a call that is cut
-// short shows as what it is, not as a cancelled test.
-func callCtx(tok string) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	if tok != "" {
-		ctx = grpcjwttest.WithBearer(ctx, tok)
-	}
-	return ctx, cancel
-}
-
-func (h *harness) getOrder(tok, id string, opts ...grpc.CallOption) (*orderpb.Order, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	return h.client.GetOrder(ctx, &orderpb.GetOrderRequest{Id: id}, opts...)
-}
-
-func (h *harness) createOrder(tok string, opts ...grpc.CallOption) (*orderpb.Order, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	return h.client.CreateOrder(ctx, &orderpb.CreateOrderRequest{Item: "widget", Quantity: 2}, opts...)
-}
-
-// watch opens WatchOrders and reads it to the end; it returns the events'
-// sequence numbers.
-func (h *harness) watch(tok string) ([]int32, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	st, err := h.client.WatchOrders(ctx, &orderpb.WatchOrdersRequest{MaxEvents: 3})
-	if err != nil {
-		return nil, err
-	}
-	var seqs []int32
-	for {
-		ev, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return seqs, nil
-		}
-		if err != nil {
-			return seqs, err
-		}
-		seqs = append(seqs, ev.GetSequence())
-	}
-}
-
-// importOrders sends two orders on the client stream (the default rule:
-// any valid token).
-func (h *harness) importOrders(tok string) (int32, error) {
-	ctx, cancel := callCtx(tok)
-	defer cancel()
-	st, err := h.client.ImportOrders(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, item := range []string{"a", "b"} {
-		if err := st.Send(&orderpb.Order{Item: item, Quantity: 1}); err != nil {
-			break // the status comes with CloseAndRecv
-		}
-	}
-	resp, err := st.CloseAndRecv()
-	return resp.GetImported(), err
-}
-
-// validCallE makes one call that a valid api token with both scopes must
-// pass: GetOrder of the existing order (kind even) or a WatchOrders stream.
-func (h *harness) validCallE(tok string, kind int) error {
-	if kind%2 == 0 {
-		o, err := h.getOrder(tok, h.orderID)
-		if err == nil && o.GetId() != h.orderID {
-			err = fmt.Errorf("GetOrder returned order %q, want %q", o.GetId(), h.orderID)
-		}
-		return err
-	}
-	seqs, err := h.watch(tok)
-	if err == nil && len(seqs) != 3 {
-		err = fmt.Errorf("WatchOrders delivered %v, want 3 events", seqs)
-	}
-	return err
-}
-
-// validCall is validCallE, counted and reported.
-func (h *harness) validCall(label, tok string, kind int) error {
-	h.valid.Add(1)
-	err := h.validCallE(tok, kind)
-	if err != nil {
-		h.failed.Add(1)
-		h.t.Errorf("%s: call with a valid token failed: %v", label, err)
-	}
-	return err
-}
-
-// burst runs n calls at once with each token and waits for all of them.
-func (h *harness) burst(label string, n int, toks ...string) {
-	var wg sync.WaitGroup
-	for ti, tok := range toks {
-		for i := range n {
-			wg.Go(func() { h.validCall(fmt.Sprintf("%s (token %d, call %d)", label, ti, i), tok, i) })
-		}
-	}
-	wg.Wait()
-}
-
-// setup creates the order that validCall reads.
-func (h *harness) setup(tok string) {
-	h.t.Helper()
-	h.valid.Add(1)
-	o, err := h.createOrder(tok)
-	if err != nil {
-		h.failed.Add(1)
-		h.t.Fatalf("CreateOrder with a valid write:orders token: %v", err)
-	}
-	h.orderID = o.GetId()
-}
-
-func (h *harness) assertNoValidFailures() {
-	h.t.Helper()
-	v, f := h.valid.Load(), h.failed.Load()
-	h.t.Logf("calls with a valid token: %d, failed: %d", v, f)
-	if f != 0 {
-		h.t.Errorf("%d of %d calls with a valid token failed; want 0", f, v)
-	}
-}
-
-// wantStatus checks that err is a gRPC status with code and, if msg is not
-// empty, exactly that message.
-func wantStatus(t *testing.T, what string, err error, code codes.Code, msg string) {
-	t.Helper()
-	st, ok := status.FromError(err)
-	switch {
-	case err == nil:
-		t.Errorf("%s: succeeded, want %v %q", what, code, msg)
-	case !ok:
-		t.Errorf("%s: %v is not a gRPC status, want %v", what, err, code)
-	case st.Code() != code || (msg != "" && st.Message() != msg):
-		t.Errorf("%s: got %v %q, want %v %q", what, st.Code(), st.Message(), code, msg)
-	}
+	return &harness{Client: interoptest.Serve(t, v, logger), ks: ks, v: v, fetches: fc}
 }
 
 // waitFor polls cond every pollStep until it holds, failing the test after
 // pollDeadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(pollDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", pollDeadline, what)
-		}
-		time.Sleep(pollStep)
-	}
+	interoptest.WaitFor(t, pollDeadline, what, cond)
 }
 
 func verifyCtx(t *testing.T) context.Context {

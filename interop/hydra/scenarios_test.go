@@ -27,6 +27,7 @@ import (
 
 	"github.com/grpcjwt/grpcjwt"
 	"github.com/grpcjwt/grpcjwt/examples/orderpb"
+	"github.com/grpcjwt/grpcjwt/interop/internal/interoptest"
 )
 
 // ---- 1. client-credentials tokens through per-method rules --------------------
@@ -67,7 +68,7 @@ func TestClientCredentialsPolicy(t *testing.T) {
 	tokNoAud := hy.token(t, m2m, nil, bothScopes) // aud: []
 
 	t.Run("token shape", func(t *testing.T) {
-		hdr := headerOf(t, tokRW)
+		hdr := interoptest.HeaderOf(t, tokRW)
 		pl := payloadOf(t, tokRW)
 		t.Logf("access token header: %+v", hdr)
 		t.Logf("access token claims: %v", claimNames(pl))
@@ -173,9 +174,7 @@ func TestClientCredentialsPolicy(t *testing.T) {
 
 	t.Run("ServerInfo is public", func(t *testing.T) {
 		for name, tok := range map[string]string{"no token": "", "garbage token": "not-a-jwt", "valid token": tokR} {
-			ctx, cancel := callCtx(tok)
-			resp, err := h.client.ServerInfo(ctx, &orderpb.ServerInfoRequest{})
-			cancel()
+			resp, err := h.ServerInfo(tok)
 			if err != nil || resp.GetVersion() != orderpb.DefaultVersion {
 				t.Errorf("ServerInfo with %s: %v, %v", name, resp, err)
 			}
@@ -183,81 +182,76 @@ func TestClientCredentialsPolicy(t *testing.T) {
 	})
 
 	t.Run("CreateOrder needs the api audience and write:orders", func(t *testing.T) {
-		o, err := h.createOrder(tokRW)
+		o, err := h.CreateOrder(tokRW)
 		if err != nil {
 			t.Fatalf("CreateOrder with write:orders: %v", err)
 		}
 		if o.GetId() == "" || o.GetCreatedBy() != m2m.ID {
 			t.Errorf("created order %+v, want an id and created_by %q (the token's sub)", o, m2m.ID)
 		}
-		h.orderID = o.GetId()
-		if _, err := h.createOrder(tokW); err != nil {
+		h.OrderID = o.GetId()
+		if _, err := h.CreateOrder(tokW); err != nil {
 			t.Errorf("CreateOrder with only write:orders: %v", err)
 		}
 		var tr metadata.MD
-		_, err = h.createOrder(tokR, grpc.Trailer(&tr))
-		wantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="insufficient_scope"`) ||
-			!strings.Contains(got, `scope="write:orders"`) {
-			t.Errorf("www-authenticate trailer = %q, want insufficient_scope naming write:orders", got)
-		}
-		_, err = h.createOrder(tokNone)
-		wantStatus(t, "CreateOrder with scp []", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.createOrder(tokOther)
-		wantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		_, err = h.createOrder(tokNoAud)
-		wantStatus(t, "CreateOrder with aud []", err, codes.Unauthenticated, "token audience not accepted")
-		_, err = h.createOrder("")
-		wantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err = h.CreateOrder(tokR, grpc.Trailer(&tr))
+		interoptest.WantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		interoptest.WantChallenge(t, tr, `error="insufficient_scope"`, `scope="write:orders"`)
+		_, err = h.CreateOrder(tokNone)
+		interoptest.WantStatus(t, "CreateOrder with scp []", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.CreateOrder(tokOther)
+		interoptest.WantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		_, err = h.CreateOrder(tokNoAud)
+		interoptest.WantStatus(t, "CreateOrder with aud []", err, codes.Unauthenticated, "token audience not accepted")
+		_, err = h.CreateOrder("")
+		interoptest.WantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
 	})
 
 	t.Run("GetOrder needs the api audience", func(t *testing.T) {
-		if h.orderID == "" {
-			t.Skip("no order was created")
+		if h.OrderID == "" {
+			t.Fatal("no order was created by the CreateOrder step, so GetOrder cannot be checked")
 		}
 		for name, tok := range map[string]string{"rw": tokRW, "r": tokR, "scp []": tokNone, "both audiences": tokBothAud} {
-			o, err := h.getOrder(tok, h.orderID)
-			if err != nil || o.GetId() != h.orderID {
+			o, err := h.GetOrder(tok, h.OrderID)
+			if err != nil || o.GetId() != h.OrderID {
 				t.Errorf("GetOrder with api token (%s): %v, %v", name, o, err)
 			}
 		}
-		_, err := h.getOrder(tokR, "ord-does-not-exist")
-		wantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
+		_, err := h.GetOrder(tokR, "ord-does-not-exist")
+		interoptest.WantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
 		var tr metadata.MD
-		_, err = h.getOrder(tokOther, h.orderID, grpc.Trailer(&tr))
-		wantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		if got := strings.Join(tr.Get("www-authenticate"), "|"); !strings.Contains(got, `error="invalid_token"`) {
-			t.Errorf("www-authenticate trailer = %q, want invalid_token", got)
-		}
-		_, err = h.getOrder(flipSignature(tokR), h.orderID)
-		wantStatus(t, "GetOrder with a tampered Hydra token", err, codes.Unauthenticated, "invalid token signature")
-		_, err = h.getOrder("", h.orderID)
-		wantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err = h.GetOrder(tokOther, h.OrderID, grpc.Trailer(&tr))
+		interoptest.WantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		interoptest.WantChallenge(t, tr, `error="invalid_token"`)
+		_, err = h.GetOrder(interoptest.FlipSignature(tokR), h.OrderID)
+		interoptest.WantStatus(t, "GetOrder with a tampered Hydra token", err, codes.Unauthenticated, "invalid token signature")
+		_, err = h.GetOrder("", h.OrderID)
+		interoptest.WantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
 	})
 
 	t.Run("WatchOrders needs read:orders", func(t *testing.T) {
 		for name, tok := range map[string]string{"api r": tokR, "api rw": tokRW, "other r": tokOtherR, "both audiences r": tokBothAud} {
-			seqs, err := h.watch(tok)
+			seqs, err := h.Watch(tok)
 			if err != nil || len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
 				t.Errorf("WatchOrders with %s: events %v, %v", name, seqs, err)
 			}
 		}
-		_, err := h.watch(tokW)
-		wantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.watch(tokNone)
-		wantStatus(t, "WatchOrders with scp []", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.watch("")
-		wantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
+		_, err := h.Watch(tokW)
+		interoptest.WantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.Watch(tokNone)
+		interoptest.WantStatus(t, "WatchOrders with scp []", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = h.Watch("")
+		interoptest.WantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
 	})
 
 	t.Run("ImportOrders takes any valid token", func(t *testing.T) {
 		for name, tok := range map[string]string{"api scp []": tokNone, "other rw": tokOther} {
-			if n, err := h.importOrders(tok); err != nil || n != 2 {
+			if n, err := h.ImportOrders(tok); err != nil || n != 2 {
 				t.Errorf("ImportOrders with %s: %d, %v", name, n, err)
 			}
 		}
-		_, err := h.importOrders(tokNoAud)
-		wantStatus(t, "ImportOrders with aud []", err, codes.Unauthenticated, "token audience not accepted")
+		_, err := h.ImportOrders(tokNoAud)
+		interoptest.WantStatus(t, "ImportOrders with aud []", err, codes.Unauthenticated, "token audience not accepted")
 	})
 }
 
@@ -268,19 +262,6 @@ func anyMap[V any](m map[string]V) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// flipSignature changes one bit of the token's signature (keeping the
-// base64url canonical: the first character, which carries 6 full bits).
-func flipSignature(tok string) string {
-	i := strings.LastIndexByte(tok, '.') + 1
-	b := []byte(tok)
-	if b[i] == 'A' {
-		b[i] = 'B'
-	} else {
-		b[i] = 'A'
-	}
-	return string(b)
 }
 
 // ---- 2. key rotation to a new algorithm under load -----------------------------
@@ -312,7 +293,7 @@ func (o *oracle) consistent(ctx context.Context, tok, kid string) (bool, error) 
 	if !ok {
 		return false, fmt.Errorf("kid %s is not in Hydra's JWK Set", kid)
 	}
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		return false, err
 	}
@@ -429,7 +410,7 @@ func (l *load) worker(w int) {
 			l.fail(err)
 			continue
 		}
-		hdr, err := parseHeader(tok)
+		hdr, err := interoptest.ParseHeader(tok)
 		if err != nil {
 			l.fail(err)
 			continue
@@ -448,32 +429,28 @@ func (l *load) worker(w int) {
 		if !ok {
 			// Hydra's inconsistent token: it must be refused, every time.
 			for j := range callsPerToken {
-				err := l.h.validCallE(tok, w+j)
+				err := l.h.ValidCallE(tok, w+j)
 				l.mu.Lock()
 				l.inconsistent = append(l.inconsistent, fmt.Sprintf("kid %s alg %s: %s", hdr.Kid, hdr.Alg, errOK(err)))
 				l.mu.Unlock()
 				if err == nil {
-					l.h.t.Errorf("a token whose kid %s names another key than the one that signed it (alg %s) was accepted", hdr.Kid, hdr.Alg)
+					l.h.T.Errorf("a token whose kid %s names another key than the one that signed it (alg %s) was accepted", hdr.Kid, hdr.Alg)
 				} else if c := status.Code(err); c != codes.Unauthenticated {
-					l.h.t.Errorf("a token whose kid names another key: %v, want Unauthenticated", err)
+					l.h.T.Errorf("a token whose kid names another key: %v, want Unauthenticated", err)
 				}
 			}
 			continue
 		}
 		for j := range callsPerToken {
 			began := time.Now()
-			err := l.h.validCallE(tok, w+j)
+			err := l.h.ValidCallE(tok, w+j)
 			l.record(hdr, began, time.Now(), err)
 		}
 	}
 }
 
-func (l *load) record(hdr jwsHeader, began, end time.Time, err error) {
-	l.h.valid.Add(1)
-	if err != nil {
-		l.h.failed.Add(1)
-		l.h.t.Errorf("kid %s (%s): call with a valid token failed: %v", hdr.Kid, hdr.Alg, err)
-	}
+func (l *load) record(hdr interoptest.JWSHeader, began, end time.Time, err error) {
+	l.h.Tally(fmt.Sprintf("kid %s (%s)", hdr.Kid, hdr.Alg), err)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.kids[hdr.Kid]
@@ -482,7 +459,7 @@ func (l *load) record(hdr jwsHeader, began, end time.Time, err error) {
 		l.kids[hdr.Kid] = s
 	}
 	if s.alg != hdr.Alg {
-		l.h.t.Errorf("kid %s: consistent tokens with algs %s and %s", hdr.Kid, s.alg, hdr.Alg)
+		l.h.T.Errorf("kid %s: consistent tokens with algs %s and %s", hdr.Kid, s.alg, hdr.Alg)
 	}
 	s.calls++
 	if err != nil {
@@ -542,8 +519,8 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	}
 
 	tok0 := hy.token(t, m2m, []string{apiAudience}, bothScopes)
-	kid0 := headerOf(t, tok0).Kid
-	h.setup(tok0)
+	kid0 := interoptest.HeaderOf(t, tok0).Kid
+	h.Setup(tok0)
 
 	type rotation struct{ alg, kid string }
 	rotations := []rotation{{"ES256", "grpcjwt-rotation-es256"}, {"RS256", "grpcjwt-rotation-rs256"}}
@@ -637,8 +614,8 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 		t.Logf("after the rotations: %s = %v; discovery still advertises %v for ID tokens", accessTokenSet, got, d.IDTokenAlgs)
 	}
 	// Every key is still published, so the first token still verifies.
-	h.validCall("the first token after both rotations", tok0, 0)
-	h.assertNoValidFailures()
+	h.ValidCall("the first token after both rotations", tok0, 0)
+	h.AssertNoValidFailures()
 }
 
 func errOK(err error) string {
@@ -669,9 +646,9 @@ func TestHydraRestart(t *testing.T) {
 
 	tokCached := hy.token(t, m2m, []string{apiAudience}, bothScopes)
 	tokHeld := hy.token(t, m2m, []string{apiAudience}, bothScopes) // not presented before the outage
-	kidA := headerOf(t, tokCached).Kid
-	h.setup(tokCached)
-	h.burst("before the outage", 10, tokCached)
+	kidA := interoptest.HeaderOf(t, tokCached).Kid
+	h.Setup(tokCached)
+	h.Burst("before the outage", 10, tokCached)
 	forged := withKid(t, tokCached, "grpcjwt-unknown-kid")
 
 	hy.stop()
@@ -697,9 +674,9 @@ func TestHydraRestart(t *testing.T) {
 				return
 			default:
 			}
-			_, err := h.getOrder(forged, h.orderID)
+			_, err := h.GetOrder(forged, h.OrderID)
 			forgedCalls.Add(1)
-			wantStatus(t, "GetOrder with an unknown kid", err, codes.Unauthenticated, "token signed by an unknown key")
+			interoptest.WantStatus(t, "GetOrder with an unknown kid", err, codes.Unauthenticated, "token signed by an unknown key")
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
@@ -713,8 +690,8 @@ func TestHydraRestart(t *testing.T) {
 	}
 
 	// Held keys keep working, through the cache and without it.
-	h.burst("Hydra down: cached token", 20, tokCached)
-	h.burst("Hydra down: held key, first use", 20, tokHeld)
+	h.Burst("Hydra down: cached token", 20, tokCached)
+	h.Burst("Hydra down: held key, first use", 20, tokHeld)
 	for i := range 20 {
 		for name, tok := range map[string]string{"cached": tokCached, "held": tokHeld} {
 			if _, err := uncached.Verify(ctx, tok); err != nil {
@@ -747,18 +724,18 @@ func TestHydraRestart(t *testing.T) {
 	m2m = hy.m2mClient(t)
 	tokNew := hy.token(t, m2m, []string{apiAudience}, bothScopes)
 	minted := time.Now()
-	kidB := headerOf(t, tokNew).Kid
+	kidB := interoptest.HeaderOf(t, tokNew).Kid
 	if kidB == kidA {
 		t.Fatalf("the restarted Hydra signs with the old kid %s", kidA)
 	}
 	refused := 0
 	for {
-		_, err := h.getOrder(tokNew, h.orderID)
+		_, err := h.GetOrder(tokNew, h.OrderID)
 		if err == nil {
 			break
 		}
 		refused++
-		wantStatus(t, "GetOrder with the restarted Hydra's token before the keyset refreshed", err, codes.Unauthenticated, "token signed by an unknown key")
+		interoptest.WantStatus(t, "GetOrder with the restarted Hydra's token before the keyset refreshed", err, codes.Unauthenticated, "token signed by an unknown key")
 		if time.Since(minted) > pollDeadline {
 			t.Fatalf("the restarted Hydra's token still refused after %v", pollDeadline)
 		}
@@ -783,18 +760,18 @@ func TestHydraRestart(t *testing.T) {
 	if took > unknownKeyInterval+750*time.Millisecond {
 		t.Errorf("the restarted Hydra's token took %v to verify, want within the unknown-kid interval %v (+750ms slack)", took, unknownKeyInterval)
 	}
-	h.burst("the restarted Hydra's token", 10, tokNew)
+	h.Burst("the restarted Hydra's token", 10, tokNew)
 
 	// The keyset now holds the new JWK Set: the old tokens fail, cached or
 	// not.
 	for name, tok := range map[string]string{"cached": tokCached, "held": tokHeld} {
-		_, err := h.getOrder(tok, h.orderID)
-		wantStatus(t, "GetOrder with a "+name+" token of the old Hydra", err, codes.Unauthenticated, "token signed by an unknown key")
+		_, err := h.GetOrder(tok, h.OrderID)
+		interoptest.WantStatus(t, "GetOrder with a "+name+" token of the old Hydra", err, codes.Unauthenticated, "token signed by an unknown key")
 		if _, err := uncached.Verify(ctx, tok); !errors.Is(err, grpcjwt.ErrUnknownKey) {
 			t.Errorf("uncached Verify(%s token of the old Hydra): %v, want ErrUnknownKey", name, err)
 		}
 	}
-	h.assertNoValidFailures()
+	h.AssertNoValidFailures()
 }
 
 // withKid re-encodes tok's header with another kid (the signature no
@@ -956,11 +933,11 @@ func TestIDTokenRefused(t *testing.T) {
 	}
 	t.Logf("authorization code flow: %d redirects; token response scope %q", hops, tr.Scope)
 
-	idHdr, idClaims := headerOf(t, tr.IDToken), payloadOf(t, tr.IDToken)
+	idHdr, idClaims := interoptest.HeaderOf(t, tr.IDToken), payloadOf(t, tr.IDToken)
 	b, _ := json.Marshal(idClaims)
 	t.Logf("ID token header %+v; claims %v", idHdr, claimNames(idClaims))
 	t.Logf("ID token claims set: %s", b)
-	atHdr, atClaims := headerOf(t, tr.AccessToken), payloadOf(t, tr.AccessToken)
+	atHdr, atClaims := interoptest.HeaderOf(t, tr.AccessToken), payloadOf(t, tr.AccessToken)
 	t.Logf("its access token: header %+v; claims %v", atHdr, claimNames(atClaims))
 	_, hasAtHash := idClaims["at_hash"]
 	_, hasCHash := idClaims["c_hash"]
@@ -982,14 +959,11 @@ func TestIDTokenRefused(t *testing.T) {
 	if !errors.Is(err, grpcjwt.ErrTokenType) {
 		t.Errorf("Verify(Hydra ID token) = %v, want ErrTokenType", err)
 	}
-	_, err = h.importOrders(tr.IDToken)
-	wantStatus(t, "ImportOrders (any valid token) with the ID token", err, codes.Unauthenticated, "token type not accepted")
-	_, err = h.watch(tr.IDToken)
-	wantStatus(t, "WatchOrders with the ID token", err, codes.Unauthenticated, "token type not accepted")
-	ctx2, cancel := callCtx(tr.IDToken)
-	_, err = h.client.ServerInfo(ctx2, &orderpb.ServerInfoRequest{})
-	cancel()
-	if err != nil {
+	_, err = h.ImportOrders(tr.IDToken)
+	interoptest.WantStatus(t, "ImportOrders (any valid token) with the ID token", err, codes.Unauthenticated, "token type not accepted")
+	_, err = h.Watch(tr.IDToken)
+	interoptest.WantStatus(t, "WatchOrders with the ID token", err, codes.Unauthenticated, "token type not accepted")
+	if _, err := h.ServerInfo(tr.IDToken); err != nil {
 		t.Errorf("ServerInfo (public) with the ID token: %v, want OK (the token is ignored)", err)
 	}
 
@@ -1004,10 +978,10 @@ func TestIDTokenRefused(t *testing.T) {
 		!c.HasScope(scopeRead) || !c.HasScope("openid") {
 		t.Errorf("the flow's access token claims: %+v", c)
 	}
-	if n, err := h.importOrders(tr.AccessToken); err != nil || n != 2 {
+	if n, err := h.ImportOrders(tr.AccessToken); err != nil || n != 2 {
 		t.Errorf("ImportOrders with the flow's access token: %d, %v", n, err)
 	}
-	if _, err := h.watch(tr.AccessToken); err != nil {
+	if _, err := h.Watch(tr.AccessToken); err != nil {
 		t.Errorf("WatchOrders with the flow's access token: %v", err)
 	}
 }
@@ -1029,7 +1003,7 @@ func TestExpiredAndWrongAudience(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := verifyCtx(t)
-	h.setup(hy.token(t, m2m, []string{apiAudience}, bothScopes))
+	h.Setup(hy.token(t, m2m, []string{apiAudience}, bothScopes))
 
 	t.Run("expired", func(t *testing.T) {
 		tok := hy.token(t, short, []string{apiAudience}, bothScopes)
@@ -1040,7 +1014,7 @@ func TestExpiredAndWrongAudience(t *testing.T) {
 		}
 		expiry := time.Unix(exp, 0)
 		// Valid now, through the interceptor (which caches it) and Verify.
-		if o, err := h.getOrder(tok, h.orderID); err != nil || o.GetId() != h.orderID {
+		if o, err := h.GetOrder(tok, h.OrderID); err != nil || o.GetId() != h.OrderID {
 			t.Fatalf("GetOrder before expiry: %v, %v", o, err)
 		}
 		if _, err := h.v.Verify(ctx, tok); err != nil {
@@ -1059,16 +1033,16 @@ func TestExpiredAndWrongAudience(t *testing.T) {
 		if refusedAt.Before(expiry) {
 			t.Errorf("refused at %v, before exp %v", refusedAt, expiry)
 		}
-		_, err := h.getOrder(tok, h.orderID)
-		wantStatus(t, "GetOrder with the expired token", err, codes.Unauthenticated, "expired token")
-		_, err = h.watch(tok)
-		wantStatus(t, "WatchOrders with the expired token", err, codes.Unauthenticated, "expired token")
+		_, err := h.GetOrder(tok, h.OrderID)
+		interoptest.WantStatus(t, "GetOrder with the expired token", err, codes.Unauthenticated, "expired token")
+		_, err = h.Watch(tok)
+		interoptest.WantStatus(t, "WatchOrders with the expired token", err, codes.Unauthenticated, "expired token")
 		// With the default 30 s leeway the same token still passes.
 		if _, err := lenient.Verify(ctx, tok); err != nil {
 			t.Errorf("Verify with the default leeway, %v after exp: %v", time.Since(expiry).Round(time.Millisecond), err)
 		}
 		// A fresh token from the same client passes.
-		h.validCall("a fresh 2 s token", hy.token(t, short, []string{apiAudience}, bothScopes), 0)
+		h.ValidCall("a fresh 2 s token", hy.token(t, short, []string{apiAudience}, bothScopes), 0)
 	})
 
 	t.Run("wrong audience", func(t *testing.T) {
@@ -1079,12 +1053,12 @@ func TestExpiredAndWrongAudience(t *testing.T) {
 			if !errors.Is(err, grpcjwt.ErrAudience) {
 				t.Errorf("Verify(%s token): %v, want ErrAudience", name, err)
 			}
-			_, err = h.importOrders(tok)
-			wantStatus(t, "ImportOrders with an "+name+" token", err, codes.Unauthenticated, "token audience not accepted")
-			_, err = h.watch(tok)
-			wantStatus(t, "WatchOrders with an "+name+" token", err, codes.Unauthenticated, "token audience not accepted")
+			_, err = h.ImportOrders(tok)
+			interoptest.WantStatus(t, "ImportOrders with an "+name+" token", err, codes.Unauthenticated, "token audience not accepted")
+			_, err = h.Watch(tok)
+			interoptest.WantStatus(t, "WatchOrders with an "+name+" token", err, codes.Unauthenticated, "token audience not accepted")
 		}
-		h.validCall("an api token", hy.token(t, m2m, []string{apiAudience}, bothScopes), 1)
+		h.ValidCall("an api token", hy.token(t, m2m, []string{apiAudience}, bothScopes), 1)
 	})
-	h.assertNoValidFailures()
+	h.AssertNoValidFailures()
 }
