@@ -42,9 +42,13 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 		return nil, fmt.Errorf("grpcjwt: Discover: the issuer %s is not an absolute http or https URL without query or fragment", quoted(issuer))
 	}
 	for _, suffix := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
-		if strings.Contains(u.Path, suffix) {
+		// The test and the cut are both made on the decoded path: the raw
+		// string may spell the suffix with escapes (%2E, %2F).
+		if i := strings.Index(u.Path, suffix); i >= 0 {
+			base := *u
+			base.Path, base.RawPath = strings.TrimSuffix(u.Path[:i], "/"), ""
 			return nil, fmt.Errorf("grpcjwt: Discover: %s is a metadata URL; pass the issuer itself, %s",
-				quoted(issuer), quoted(strings.TrimSuffix(issuer[:strings.Index(issuer, suffix)], "/")))
+				quoted(issuer), quoted(base.String()))
 		}
 	}
 	o, err := buildKeysetOptions(opts)

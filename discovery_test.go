@@ -172,6 +172,28 @@ func TestDiscoverIssuerShapes(t *testing.T) {
 	}
 }
 
+// TestDiscoverMetadataURL: a metadata document's URL given as the issuer is
+// refused before any request, with the issuer to pass instead, however the
+// URL escapes the suffix.
+func TestDiscoverMetadataURL(t *testing.T) {
+	for _, tc := range []struct{ name, url, want string }{
+		{"OIDC", "https://idp.example/realms/r/.well-known/openid-configuration", "https://idp.example/realms/r"},
+		{"OIDC at the root", "https://idp.example/.well-known/openid-configuration", "https://idp.example"},
+		{"RFC 8414", "https://idp.example/.well-known/oauth-authorization-server/tenant", "https://idp.example"},
+		{"escaped dot", "https://idp.example/t/%2Ewell-known/openid-configuration", "https://idp.example/t"},
+		{"escaped slash", "https://idp.example/t/.well-known%2Fopenid-configuration", "https://idp.example/t"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// No server: a request would fail with another error.
+			_, err := grpcjwt.Discover(t.Context(), tc.url)
+			want := fmt.Sprintf("is a metadata URL; pass the issuer itself, %q", tc.want)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Discover(%q) = %v, want an error containing %s", tc.url, err, want)
+			}
+		})
+	}
+}
+
 // TestDiscoverHTTPSDowngrade: an https issuer may not point at a plain-http
 // JWK Set.
 func TestDiscoverHTTPSDowngrade(t *testing.T) {
