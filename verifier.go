@@ -192,7 +192,10 @@ func WithStrictType() VerifierOption {
 }
 
 // WithRequiredClaims makes the named claims mandatory; a token without one
-// fails with [ErrMissingClaim]. "exp" is always required.
+// fails with [ErrMissingClaim]. "exp" is always required. Claim names are
+// case-sensitive: [NewVerifier] refuses a name here or in
+// [WithScopeClaims] that differs only in case from another the verifier
+// reads ("Sub" beside "sub"), since a token carrying either is refused.
 func WithRequiredClaims(names ...string) VerifierOption {
 	return func(o *verifierOptions) error {
 		o.requiredClaims = append(o.requiredClaims, names...)
@@ -325,7 +328,13 @@ func NewVerifier(keys *Keyset, opts ...VerifierOption) (*Verifier, error) {
 	v := &Verifier{keys: keys, o: o}
 	v.o.readNames = map[string]string{}
 	for _, name := range slices.Concat(registeredReads, o.scopeClaims, o.requiredClaims) {
-		v.o.readNames[foldKey(name)] = name
+		k := foldKey(name)
+		if prev, ok := v.o.readNames[k]; ok && prev != name {
+			// One of the two would refuse every token carrying the other.
+			return nil, fmt.Errorf("grpcjwt: NewVerifier: the claim names %s and %s differ only in case; "+
+				"claim names are case-sensitive: name the claim exactly as the tokens spell it", quoted(prev), quoted(name))
+		}
+		v.o.readNames[k] = name
 	}
 	if o.cacheEntries > 0 && o.cacheTokenBytes > 0 && o.cacheMaxAge > 0 {
 		v.cache = newTokenCache(o.cacheEntries, cacheShards)

@@ -856,6 +856,11 @@ func TestNewVerifierInvalidOptions(t *testing.T) {
 		{"negative lifetime", WithMaxLifetime(-time.Minute)},
 		{"no scope claim", WithScopeClaims()},
 		{"negative cache", WithTokenCache(-1, 0, 0)},
+		// A claim name that differs only in case from another the verifier
+		// reads would refuse every token carrying the other.
+		{"required Sub", WithRequiredClaims("Sub")},
+		{"required Scope beside the scope claim", WithRequiredClaims("Scope")},
+		{"scope claims scp and SCP", WithScopeClaims("scp", "SCP")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := NewVerifier(f.static, append(f.opts(), tc.opt)...)
@@ -863,6 +868,10 @@ func TestNewVerifierInvalidOptions(t *testing.T) {
 				t.Errorf("NewVerifier: got (%v, %v), want an error", v, err)
 			}
 		})
+	}
+	// The same name twice is one claim, not a conflict.
+	if _, err := NewVerifier(f.static, append(f.opts(), WithRequiredClaims("sub", "jti"), WithScopeClaims("scope", "scp"))...); err != nil {
+		t.Errorf("NewVerifier with names the verifier reads anyway: %v", err)
 	}
 }
 
