@@ -114,7 +114,10 @@ type Authorizer struct {
 	log *slog.Logger
 
 	// The log's rate limit: the time of the last refusal logged at Warn
-	// (Unix nanoseconds) and the refusals since.
+	// (nanoseconds since start, on the monotonic clock, so that a step of
+	// the wall clock cannot silence Warn; 0 before the first) and the
+	// refusals since.
+	start    time.Time
 	lastWarn atomic.Int64
 	refused  atomic.Int64
 }
@@ -129,7 +132,7 @@ func NewAuthorizer(v *Verifier, opts ...Option) *Authorizer {
 	if v == nil {
 		panic("grpcjwt: nil *Verifier")
 	}
-	a := &Authorizer{v: v, o: interceptorOptions{streamExpiry: true}}
+	a := &Authorizer{v: v, o: interceptorOptions{streamExpiry: true}, start: time.Now()}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&a.o)
@@ -483,7 +486,7 @@ func (a *Authorizer) logRefusal(ctx context.Context, method string, rule *ruleEn
 	a.refused.Add(1)
 	level := slog.LevelDebug
 	var count int64
-	now, last := time.Now().UnixNano(), a.lastWarn.Load()
+	now, last := int64(time.Since(a.start))+1, a.lastWarn.Load()
 	if (last == 0 || now-last >= int64(refusalWarnEvery)) && a.lastWarn.CompareAndSwap(last, now) {
 		level = slog.LevelWarn
 		count = a.refused.Swap(0)
