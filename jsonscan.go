@@ -94,11 +94,27 @@ func (o jsonObject) hasDuplicateNames() bool {
 // case folding ("scope" and "SCOPE", "sub" and "ſub"); ok is false when
 // every name is distinct from the others in that sense.
 func (o jsonObject) ambiguousNames() (a, b string, ok bool) {
-	if len(o) <= 16 {
+	if len(o) <= 8 {
 		for i := range o {
 			for j := i + 1; j < len(o); j++ {
 				if foldEqual(o[i].name, o[j].name) {
 					return o[i].name, o[j].name, true
+				}
+			}
+		}
+		return "", "", false
+	}
+	if len(o) <= 64 {
+		// Compare hashes of the folded names, on the stack, and only
+		// names whose hashes are equal: a claims set of tens of members
+		// costs no allocation.
+		var buf [64]uint64
+		hs := buf[:len(o)]
+		for i := range o {
+			hs[i] = foldHash(o[i].name)
+			for j := range i {
+				if hs[j] == hs[i] && foldEqual(o[j].name, o[i].name) {
+					return o[j].name, o[i].name, true
 				}
 			}
 		}
@@ -119,22 +135,38 @@ func (o jsonObject) ambiguousNames() (a, b string, ok bool) {
 // foldEqual is strings.EqualFold, which matches as encoding/json's name
 // matching does, with a fast answer for two ASCII names.
 func foldEqual(a, b string) bool {
-	ascii := true
-	for i := 0; i < len(a); i++ {
-		if a[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	for i := 0; ascii && i < len(b); i++ {
-		if b[i] >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	if ascii && len(a) != len(b) {
+	if len(a) != len(b) && isASCII(a) && isASCII(b) {
 		return false // the only folds across lengths involve non-ASCII runes
 	}
 	return strings.EqualFold(a, b)
+}
+
+// isASCII reports whether s holds only ASCII bytes.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// foldRune returns the smallest rune of r's simple folding orbit: runes
+// that fold to each other map to the same one.
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' {
+			r -= 'a' - 'A' // the orbit of an ASCII letter starts at its upper case
+		}
+		return r
+	}
+	for {
+		f := unicode.SimpleFold(r)
+		if f <= r {
+			return f
+		}
+		r = f
+	}
 }
 
 // foldKey maps a name to the same key as every name foldEqual to it: each
@@ -142,17 +174,20 @@ func foldEqual(a, b string) bool {
 func foldKey(name string) string {
 	b := make([]byte, 0, len(name))
 	for _, r := range name {
-		for {
-			f := unicode.SimpleFold(r)
-			if f <= r {
-				r = f
-				break
-			}
-			r = f
-		}
-		b = utf8.AppendRune(b, r)
+		b = utf8.AppendRune(b, foldRune(r))
 	}
 	return string(b)
+}
+
+// foldHash is an FNV-1a hash of foldKey(name), computed without building
+// it: names that foldEqual have equal hashes.
+func foldHash(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for _, r := range name {
+		h ^= uint64(foldRune(r))
+		h *= 1099511628211
+	}
+	return h
 }
 
 // errJSONAmbiguous reports an object whose member names repeat or differ

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -366,5 +368,70 @@ func TestParseHeaderOnScanner(t *testing.T) {
 	}
 	if _, err := parseHeader([]byte(b.String()[:b.Len()-1] + `,"h9999":0}`)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("header of 10,000 members, one repeated: %v", err)
+	}
+}
+
+// TestFoldRuneIsTheOrbitsSmallest: foldRune, with its ASCII shortcut, maps
+// every rune to the smallest rune of its simple folding orbit, so runes
+// that fold to each other meet (the basis of foldKey and foldHash).
+func TestFoldRuneIsTheOrbitsSmallest(t *testing.T) {
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		if got := foldRune(r); got != least {
+			t.Fatalf("foldRune(%U) = %U, want %U", r, got, least)
+		}
+	}
+}
+
+// TestAmbiguousNamesAgreesWithEqualFold: for objects of every size the
+// check takes a different way for (pairs, hashes, a map), ambiguousNames
+// finds two names exactly when strings.EqualFold, which is encoding/json's
+// matching, finds two, and returns such a pair.
+func TestAmbiguousNamesAgreesWithEqualFold(t *testing.T) {
+	// Letters with non-ASCII members in their orbit (ſ, the Kelvin sign),
+	// so that names collide often and across the ASCII boundary.
+	alphabet := []rune{'s', 'S', 'ſ', 'k', 'K', '\u212a', 'a', 'B', 'é', 'É', '_'}
+	rng := rand.New(rand.NewPCG(1, 2))
+	name := func() string {
+		r := make([]rune, 1+rng.IntN(4))
+		for i := range r {
+			r[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(r)
+	}
+	for _, n := range []int{0, 1, 2, 8, 9, 17, 40, 64, 65, 100} {
+		for range 200 {
+			o := make(jsonObject, 0, n)
+			seen := map[string]bool{}
+			// Mostly distinct names (a name that folds to none before it),
+			// then perhaps one that may fold to an earlier one.
+			for len(o) < n {
+				s := name()
+				if len(o) == n-1 && rng.IntN(2) == 0 {
+					o = append(o, jsonMember{name: s})
+					break
+				}
+				if !seen[foldKey(s)] {
+					seen[foldKey(s)] = true
+					o = append(o, jsonMember{name: s})
+				}
+			}
+			want := false
+			for i := range o {
+				for j := i + 1; j < len(o); j++ {
+					want = want || strings.EqualFold(o[i].name, o[j].name)
+				}
+			}
+			a, b, got := o.ambiguousNames()
+			if got != want {
+				t.Fatalf("%d names %q: ambiguousNames says %v, EqualFold %v", n, o, got, want)
+			}
+			if got && !strings.EqualFold(a, b) {
+				t.Fatalf("%d names: ambiguousNames returned %q and %q, which do not fold to each other", n, a, b)
+			}
+		}
 	}
 }

@@ -662,15 +662,6 @@ func (v *Verifier) checkCaseVariants(m jsonObject) error {
 	return nil
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
-
 // stamp formats an instant for a CheckError.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
