@@ -2,9 +2,7 @@ package grpcjwt
 
 import (
 	"context"
-	"errors"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/tap"
 )
 
@@ -47,23 +45,12 @@ func (a *Authorizer) PreAuthorize(method string, authorization []string) error {
 	if err == nil && !compactShape(tok) {
 		err = ErrMalformed
 	}
-	r := &Refusal{Code: codes.Unauthenticated, Err: err}
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, ErrMissingToken):
-		r.Message, r.Challenge = "missing bearer token", "Bearer"
-	case errors.Is(err, ErrInvalidRequest):
-		r.Message = "authorization must be a single bearer token"
-		r.Challenge = `Bearer error="invalid_request", error_description="` + r.Message + `"`
-		if errors.Is(err, errNotBearer) {
-			r.Challenge = "Bearer"
-		}
-	default:
-		r.Message = "malformed token"
-		r.Challenge = `Bearer error="invalid_token", error_description="malformed token"`
 	}
-	return r
+	// The refusal the interceptor would give the same values (no rule
+	// bears on these errors).
+	return toRefusal(context.Background(), err, nil)
 }
 
 // compactShape reports whether tok looks like a compact JWS: three

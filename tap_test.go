@@ -2,6 +2,8 @@ package grpcjwt_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -133,5 +135,47 @@ func BenchmarkPreAuthLargeMessage(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPreAuthorizeRefusesAsAuthorize: for the values it turns away,
+// PreAuthorize gives the refusal Authorize gives (code, message and
+// challenge, which connectjwt's middleware sends), and a well-formed
+// token passes it without an allocation.
+func TestPreAuthorizeRefusesAsAuthorize(t *testing.T) {
+	v, _ := tapVerifier(t)
+	a := grpcjwt.NewAuthorizer(v, grpcjwt.WithLogger(slog.New(slog.DiscardHandler)))
+	const method = "/pkg.S/M"
+	for _, auth := range [][]string{
+		nil,
+		{"Basic dXNlcjpwYXNz"},
+		{"Bearer a.b.c", "Bearer a.b.c"},
+		{"Bearer "},
+		{"Bearer abc"},
+		{"Bearer .eyJi.c2ln"},
+		{"Bearer " + strings.Repeat("a", 17<<10) + ".b.c"},
+	} {
+		var pre *grpcjwt.Refusal
+		if !errors.As(a.PreAuthorize(method, auth), &pre) {
+			t.Errorf("%.40q: PreAuthorize let it through", auth)
+			continue
+		}
+		_, _, err := a.Authorize(t.Context(), grpcjwt.Call{Method: method, Authorization: auth})
+		var full *grpcjwt.Refusal
+		if !errors.As(err, &full) {
+			t.Fatalf("%.40q: Authorize gave %v, want a *Refusal", auth, err)
+		}
+		if pre.Code != full.Code || pre.Message != full.Message || pre.Challenge != full.Challenge {
+			t.Errorf("%.40q: PreAuthorize refuses with %v %q %q, Authorize with %v %q %q",
+				auth, pre.Code, pre.Message, pre.Challenge, full.Code, full.Message, full.Challenge)
+		}
+	}
+	ok := []string{"Bearer eyJh.eyJi.c2ln"}
+	if n := testing.AllocsPerRun(100, func() {
+		if a.PreAuthorize(method, ok) != nil {
+			t.Fatal("a well-formed token was refused")
+		}
+	}); n != 0 {
+		t.Errorf("PreAuthorize of a well-formed token allocates %v times, want 0", n)
 	}
 }
