@@ -189,7 +189,13 @@ func (a *Authorizer) Policy() *Policy {
 // verified it. ok is false when the stream is not bounded: no claims, a
 // public method, or [WithStreamExpiry](false).
 func (a *Authorizer) StreamDeadline(method string, c *Claims) (deadline time.Time, ok bool) {
-	if c == nil || !a.o.streamExpiry || a.Policy().match(method).Public {
+	return a.streamDeadline(a.Policy().match(method), c)
+}
+
+// streamDeadline is StreamDeadline under the rule the stream was
+// authorized with.
+func (a *Authorizer) streamDeadline(rule *ruleEntry, c *Claims) (deadline time.Time, ok bool) {
+	if c == nil || !a.o.streamExpiry || rule.Public {
 		return time.Time{}, false
 	}
 	return c.Expiry.Add(a.v.leewayFor(c)), true
@@ -200,9 +206,15 @@ func (a *Authorizer) StreamDeadline(method string, c *Claims) (deadline time.Tim
 // Unauthenticated "token expired during the stream", with an RFC 6750
 // challenge so the client knows to fetch a fresh token.
 func (a *Authorizer) StreamExpired(ctx context.Context, method string) *Refusal {
+	return a.streamExpired(ctx, method, a.Policy().match(method))
+}
+
+// streamExpired is StreamExpired under the rule the stream was authorized
+// with.
+func (a *Authorizer) streamExpired(ctx context.Context, method string, rule *ruleEntry) *Refusal {
 	r := &Refusal{Code: codes.Unauthenticated, Message: "token expired during the stream",
 		Challenge: expiredChallenge, Err: fmt.Errorf("%w: during the stream", ErrExpired)}
-	a.logRefusal(ctx, method, a.Policy().match(method), r)
+	a.logRefusal(ctx, method, rule, r)
 	return r
 }
 

@@ -19,7 +19,8 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 	a := NewAuthorizer(v, opts...)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
-		newCtx, claims, r := a.authorize(ctx, info.FullMethod, a.Policy().match(info.FullMethod), authorizationMD(ctx), grpcPeerTLS(ctx))
+		rule := a.Policy().match(info.FullMethod)
+		newCtx, claims, r := a.authorize(ctx, info.FullMethod, rule, authorizationMD(ctx), grpcPeerTLS(ctx))
 		if r != nil {
 			if r.Challenge != "" {
 				ss.SetTrailer(metadata.Pairs("www-authenticate", r.Challenge))
@@ -28,7 +29,7 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		}
 		wrapped := middleware.WrapServerStream(ss)
 		wrapped.WrappedContext = newCtx
-		deadline, bounded := a.StreamDeadline(info.FullMethod, claims)
+		deadline, bounded := a.streamDeadline(rule, claims)
 		if !bounded {
 			return handler(srv, wrapped)
 		}
@@ -37,7 +38,7 @@ func StreamServerInterceptor(v *Verifier, opts ...Option) grpc.StreamServerInter
 		wrapped.WrappedContext = expCtx
 		err := handler(srv, &expiringStream{WrappedServerStream: wrapped, ctx: expCtx})
 		if context.Cause(expCtx) == errStreamExpired && ctx.Err() == nil {
-			r := a.StreamExpired(ctx, info.FullMethod)
+			r := a.streamExpired(ctx, info.FullMethod, rule)
 			ss.SetTrailer(metadata.Pairs("www-authenticate", r.Challenge))
 			return r
 		}
