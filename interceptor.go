@@ -242,9 +242,10 @@ func (a *Authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 	if terr == nil {
 		c, hit, terr = a.v.verifyTokenHit(ctx, raw)
 	}
-	deny := a.judge(ctx, fullMethod, rule, c, terr, peerTLS)
+	var check appCheck
+	deny := a.judge(ctx, fullMethod, rule, c, terr, peerTLS, &check)
 	if a.o.dryRun != nil {
-		a.dryRunCheck(ctx, fullMethod, c, terr, deny != nil, peerTLS)
+		a.dryRunCheck(ctx, fullMethod, c, terr, deny != nil, peerTLS, &check)
 	}
 	d := Decision{Method: fullMethod, Rule: rule.key, Public: rule.Public, Claims: c, CacheHit: hit}
 	if deny != nil {
@@ -277,7 +278,7 @@ func (a *Authorizer) authorize(ctx context.Context, fullMethod string, rule *rul
 // without a token, and one whose token fails unless strict; the caller
 // decides what an ignored token means.
 func (a *Authorizer) judge(ctx context.Context, method string, rule *ruleEntry, c *Claims, terr error,
-	peerTLS func() *tls.ConnectionState) error {
+	peerTLS func() *tls.ConnectionState, check *appCheck) error {
 	if terr != nil {
 		if rule.Public && errors.Is(terr, ErrMissingToken) {
 			return nil
@@ -291,11 +292,22 @@ func (a *Authorizer) judge(ctx context.Context, method string, rule *ruleEntry, 
 		return err
 	}
 	if a.o.check != nil {
-		if err := a.o.check(ctx, method, c); err != nil {
-			return &checkDenial{err: err}
+		if !check.done {
+			check.done, check.err = true, a.o.check(ctx, method, c)
+		}
+		if check.err != nil {
+			return &checkDenial{err: check.err}
 		}
 	}
 	return nil
+}
+
+// appCheck holds the outcome of the application's check (WithClaimsCheck)
+// for one call, which runs it at most once: the enforced rule and the
+// dry-run rule are judged on the same outcome.
+type appCheck struct {
+	done bool
+	err  error
 }
 
 // checkDenial is an error of the application's check (WithClaimsCheck).

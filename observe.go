@@ -111,9 +111,9 @@ func WithDryRunPolicy(p *Policy) Option {
 // dryRunCheck logs where the dry-run policy disagrees with the enforced
 // decision.
 func (a *Authorizer) dryRunCheck(ctx context.Context, method string, c *Claims, terr error, denied bool,
-	peerTLS func() *tls.ConnectionState) {
+	peerTLS func() *tls.ConnectionState, check *appCheck) {
 	rule := a.o.dryRun.match(method)
-	deny := a.judge(ctx, method, rule, c, terr, peerTLS)
+	deny := a.judge(ctx, method, rule, c, terr, peerTLS, check)
 	if deny != nil && rule.Public && !a.o.strictPublic {
 		deny = nil
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -203,6 +204,51 @@ func TestDryRunPolicy(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "dry-run policy would allow") {
 		t.Errorf("no would-allow line:\n%s", logs.String())
+	}
+}
+
+// TestDryRunPolicyRunsTheCheckOnce: with a dry-run policy, the
+// application's check (WithClaimsCheck) still runs once per call, and its
+// verdict counts in both judgements.
+func TestDryRunPolicyRunsTheCheckOnce(t *testing.T) {
+	is := testkit.NewIssuer()
+	defer is.Close()
+	var logs bytes.Buffer
+	var runs atomic.Int64
+	check := func(_ context.Context, _ string, c *Claims) error {
+		runs.Add(1)
+		if c.Subject == "blocked" {
+			return errors.New("subject blocked")
+		}
+		return nil
+	}
+	candidate := mustPolicy(t, map[string]Rule{obsUnary: {Scopes: []string{"write"}}})
+	c := obsClient(t, obsVerifier(t, is), WithDryRunPolicy(candidate), WithClaimsCheck(check),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	for _, tc := range []struct {
+		sub, scope string
+		want       codes.Code
+		dryRun     string // the dry-run line expected, or "" for none
+	}{
+		{"alice", "write", codes.OK, ""},
+		{"alice", "read", codes.OK, "would deny"},
+		{"blocked", "write", codes.PermissionDenied, ""},
+	} {
+		logs.Reset()
+		before := runs.Load()
+		claims := is.Claims("api", tc.scope)
+		claims["sub"] = tc.sub
+		_, err := c.UnaryCall(testkit.WithBearer(t.Context(), is.Mint(claims)), &testpb.SimpleRequest{})
+		if status.Code(err) != tc.want {
+			t.Errorf("%s with %s: %v, want %v", tc.sub, tc.scope, err, tc.want)
+		}
+		if n := runs.Load() - before; n != 1 {
+			t.Errorf("%s with %s: the check ran %d times, want once", tc.sub, tc.scope, n)
+		}
+		if got := logs.String(); (tc.dryRun == "") == strings.Contains(got, "dry-run") ||
+			(tc.dryRun != "" && !strings.Contains(got, tc.dryRun)) {
+			t.Errorf("%s with %s: dry-run log %q, want %q", tc.sub, tc.scope, got, tc.dryRun)
+		}
 	}
 }
 
