@@ -38,6 +38,13 @@ func noDowngradeClient(c *http.Client) *http.Client {
 	return &cc
 }
 
+// noAnswer wraps the error of a request that got no HTTP answer (the
+// connection failed or timed out), which errors.As finds.
+type noAnswer struct{ err error }
+
+func (e noAnswer) Error() string { return e.err.Error() }
+func (e noAnswer) Unwrap() error { return e.err }
+
 // getCapped GETs u within the fetch timeout and returns the body of a 200
 // answer, refusing one larger than the body cap. what names the document
 // in error texts, which name u as well: they reach the operator (the
@@ -58,7 +65,7 @@ func getCapped(ctx context.Context, o keysetOptions, u, accept, what string) (bo
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is named below, once
 		}
-		return nil, nil, 0, fmt.Errorf("grpcjwt: %s request to %s failed: %w", what, shown, err)
+		return nil, nil, 0, fmt.Errorf("grpcjwt: %s request to %s failed: %w", what, shown, noAnswer{err})
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

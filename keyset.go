@@ -590,10 +590,15 @@ func NewRemoteKeyset(ctx context.Context, jwksURL string, opts ...KeysetOption) 
 		// The first fetch runs under the caller's ctx and nothing keeps it.
 		// The error goes to the caller, so the fetch does not log it.
 		if err := r.fetch(ctx, false); err != nil {
-			// An issuer's URL given where its JWK Set's belongs says so.
-			if md, derr := Discover(ctx, jwksURL, opts...); derr == nil {
-				err = fmt.Errorf("%w; %s is an issuer, not a JWK Set URL: use NewIssuerKeyset, or its jwks_uri %s",
-					err, quoted(jwksURL), quoted(md.JWKSURI))
+			// An issuer's URL given where its JWK Set's belongs says so:
+			// asked only of a server that answered, so that an unreachable
+			// one costs one timeout, not two.
+			var na noAnswer
+			if !errors.As(err, &na) && ctx.Err() == nil {
+				if md, derr := Discover(ctx, jwksURL, opts...); derr == nil {
+					err = fmt.Errorf("%w; %s is an issuer, not a JWK Set URL: use NewIssuerKeyset, or its jwks_uri %s",
+						err, quoted(jwksURL), quoted(md.JWKSURI))
+				}
 			}
 			// Wrap ErrKeysUnavailable so that callers can tell an issuer
 			// that is down at start-up from a configuration error.

@@ -1918,3 +1918,41 @@ func TestKeysetOperatorHints(t *testing.T) {
 		t.Errorf("a failed first fetch was logged %d times beside its returned error", n)
 	}
 }
+
+// ksRefusing is a transport whose every request fails without an answer,
+// as a refused connection does; it counts them.
+type ksRefusing struct{ n atomic.Int64 }
+
+func (s *ksRefusing) RoundTrip(*http.Request) (*http.Response, error) {
+	s.n.Add(1)
+	return nil, errors.New("connect: connection refused")
+}
+
+// TestNewRemoteKeysetNoAnswerNoProbe: when the first fetch gets no HTTP
+// answer (a refused connection, or none within the fetch timeout),
+// NewRemoteKeyset does not go on to ask the URL for an issuer's metadata:
+// one request, one timeout. A server that answers is asked (the hint that
+// an issuer's URL was given, troubleshooting_test.go).
+func TestNewRemoteKeysetNoAnswerNoProbe(t *testing.T) {
+	rt := &ksRefusing{}
+	_, err := NewRemoteKeyset(t.Context(), "https://idp.example/jwks", WithHTTPClient(&http.Client{Transport: rt}), WithKeysetLogger(ksQuiet()))
+	if !errors.Is(err, ErrKeysUnavailable) || rt.n.Load() != 1 {
+		t.Errorf("refused: %d requests and %v, want 1 and ErrKeysUnavailable", rt.n.Load(), err)
+	}
+
+	var hung atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	_, err = NewRemoteKeyset(t.Context(), srv.URL+"/jwks", WithFetchTimeout(50*time.Millisecond), WithKeysetLogger(ksQuiet()))
+	if !errors.Is(err, context.DeadlineExceeded) || hung.Load() != 1 {
+		t.Errorf("no answer in time: %d requests and %v, want 1 and a deadline", hung.Load(), err)
+	}
+}
