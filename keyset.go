@@ -40,6 +40,7 @@ type keySnapshot struct {
 	all     []*verifyKey            // in document order
 	loaded  time.Time               // when the keys were fetched
 	skipped []keySkip               // the document's entries left out
+	held    string                  // the kids held, for unknown-key errors (heldKIDs)
 }
 
 // keySkip is an entry of a JWK Set document that the keyset left out.
@@ -357,6 +358,7 @@ func parseKeySet(doc []byte, maxKeys int) (*keySnapshot, error) {
 		}
 		return nil, errors.New("grpcjwt: JWK Set holds no usable signing key")
 	}
+	snap.held = heldKIDs(snap.all)
 	return snap, nil
 }
 
@@ -400,26 +402,26 @@ func (ks *Keyset) lookup(ctx context.Context, kid string, a alg, limit int) ([]*
 		return nil, fmt.Errorf("%w: the key named by kid %q allows %s, not %s", ErrAlgorithm, kid, snap.kidAlgs(kid), a)
 	}
 	err = opaqueFetchError(err)
-	held := snap.heldKIDs()
 	switch {
 	case snap == nil && err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 	case snap == nil:
 		return nil, ErrKeysUnavailable
 	case errors.Is(err, errRateLimited):
-		return nil, fmt.Errorf("%w: refresh skipped, %w; %s", ErrUnknownKey, err, held)
+		return nil, fmt.Errorf("%w: refresh skipped, %w; %s", ErrUnknownKey, err, snap.held)
 	case err != nil:
-		return nil, fmt.Errorf("%w: refresh failed: %w; %s", ErrUnknownKey, err, held)
+		return nil, fmt.Errorf("%w: refresh failed: %w; %s", ErrUnknownKey, err, snap.held)
 	}
-	return nil, fmt.Errorf("%w: %s", ErrUnknownKey, held)
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKey, snap.held)
 }
 
-// heldKIDs names the keys the snapshot holds, for an unknown-key error:
-// the issuer's own values, so that an operator can compare them with the
+// heldKIDs names the keys a snapshot holds, for an unknown-key error: the
+// issuer's own values, so that an operator can compare them with the
 // issuer's JWK Set (the token's kid is not verified and is not named).
-func (s *keySnapshot) heldKIDs() string {
+// Each snapshot formats it once, as it is built, not per refusal.
+func heldKIDs(keys []*verifyKey) string {
 	var kids []string
-	for _, k := range s.keysOrNil() {
+	for _, k := range keys {
 		kids = append(kids, k.kid)
 	}
 	if len(kids) > 10 {
