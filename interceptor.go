@@ -388,13 +388,6 @@ func (a *Authorizer) checkRule(rule *ruleEntry, c *Claims) error {
 // challenge then carries no error code.
 var errNotBearer = fmt.Errorf("%w: scheme is not Bearer", ErrInvalidRequest)
 
-// bearerToken extracts the token from the incoming "authorization"
-// metadata: exactly one value, scheme "Bearer" in any case, surrounding
-// space tolerated, at most maxBytes long.
-func bearerToken(ctx context.Context, maxBytes int) (string, error) {
-	return bearerFromMD(authorizationMD(ctx), maxBytes)
-}
-
 // authorizationMD returns the values of a gRPC call's "authorization"
 // metadata. ValueFromIncomingContext copies one key's values, not the
 // whole metadata as FromIncomingContext does.
@@ -402,7 +395,9 @@ func authorizationMD(ctx context.Context) []string {
 	return metadata.ValueFromIncomingContext(ctx, "authorization")
 }
 
-// bearerFromMD is bearerToken on the metadata values themselves.
+// bearerFromMD extracts the token from the "authorization" values:
+// exactly one value, scheme "Bearer" in any case, surrounding space
+// tolerated, at most maxBytes long (plus room for the scheme).
 func bearerFromMD(vals []string, maxBytes int) (string, error) {
 	switch {
 	case len(vals) == 0:
