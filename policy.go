@@ -183,10 +183,11 @@ func newRuleEntry(key string, r Rule) (*ruleEntry, error) {
 		len(r.Claims) > 0 || r.CertificateBound) {
 		return nil, fmt.Errorf("grpcjwt: rule %q: a public rule cannot require audiences, issuers, scopes, claims or certificate binding", key)
 	}
-	for what, list := range map[string][]string{"audience": r.Audiences, "issuer": r.Issuers} {
-		if slices.Contains(list, "") {
-			return nil, fmt.Errorf("grpcjwt: rule %q: empty %s", key, what)
-		}
+	if slices.Contains(r.Audiences, "") {
+		return nil, fmt.Errorf("grpcjwt: rule %q: empty audience", key)
+	}
+	if slices.Contains(r.Issuers, "") {
+		return nil, fmt.Errorf("grpcjwt: rule %q: empty issuer", key)
 	}
 	for _, s := range slices.Concat(r.Scopes, r.AnyScopes) {
 		if !validScopeToken(s) {
@@ -205,11 +206,7 @@ func newRuleEntry(key string, r Rule) (*ruleEntry, error) {
 		}
 		e.claims = append(e.claims, claimCheck{path: path, names: names, values: slices.Clone(values)})
 	}
-	r.Audiences = slices.Clone(r.Audiences)
-	r.Issuers = slices.Clone(r.Issuers)
-	r.Scopes = slices.Clone(r.Scopes)
-	r.AnyScopes = slices.Clone(r.AnyScopes)
-	r.Claims = cloneClaims(r.Claims)
+	r = r.clone()
 	e.Rule = r
 	e.scopeHeader = strings.Join(slices.Concat(r.Scopes, r.AnyScopes), " ")
 	return e, nil
@@ -307,26 +304,24 @@ func (p *Policy) match(fullMethod string) *ruleEntry {
 // policy matches every method to that built-in default.
 func (p *Policy) Match(fullMethod string) (key string, r Rule) {
 	e := p.match(fullMethod)
-	r = e.Rule
+	return e.key, e.Rule.clone()
+}
+
+// clone returns a deep copy of r, value lists of Claims included, so that
+// a policy never shares a slice or map with its caller.
+func (r Rule) clone() Rule {
 	r.Audiences = slices.Clone(r.Audiences)
 	r.Issuers = slices.Clone(r.Issuers)
 	r.Scopes = slices.Clone(r.Scopes)
 	r.AnyScopes = slices.Clone(r.AnyScopes)
-	r.Claims = cloneClaims(r.Claims)
-	return e.key, r
-}
-
-// cloneClaims copies a Rule's Claims, value lists included, so that a
-// policy never shares them with its caller.
-func cloneClaims(m map[string][]string) map[string][]string {
-	if m == nil {
-		return nil
+	if r.Claims != nil {
+		m := make(map[string][]string, len(r.Claims))
+		for k, v := range r.Claims {
+			m[k] = slices.Clone(v)
+		}
+		r.Claims = m
 	}
-	out := make(map[string][]string, len(m))
-	for k, v := range m {
-		out[k] = slices.Clone(v)
-	}
-	return out
+	return r
 }
 
 // A ServiceInfoProvider reports registered services; *grpc.Server is one.
