@@ -66,7 +66,11 @@ func (v *Verifier) leewayFor(c *Claims) time.Duration {
 func (v *Verifier) route(raw string) (*Verifier, error) {
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		// As a verifier of one issuer says: JSON, or an opaque token.
+		if isJSONSerialization(raw) {
+			return nil, errJSONSerialization
+		}
+		return nil, errOpaqueToken
 	}
 	rest := raw[d1+1:]
 	d2 := strings.IndexByte(rest, '.')

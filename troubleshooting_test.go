@@ -282,6 +282,15 @@ func tsOpaqueToken(t *testing.T) {
 		t.Errorf("Verify: %v, want ErrMalformed", err)
 	}
 	tsWantText(t, err, want)
+	// A verifier of several issuers gives the same hint.
+	other := grpcjwttest.NewIssuer()
+	t.Cleanup(other.Close)
+	multi, err := grpcjwt.NewMultiIssuerVerifier(v, tsIssuerVerifier(t, other, resource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = multi.Verify(t.Context(), opaque)
+	tsWantText(t, err, want)
 
 	logs := &itLogs{}
 	client, _, _ := itProtect(t, v, grpcjwt.WithLogger(slog.New(logs)))

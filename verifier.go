@@ -499,8 +499,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time, keep b
 // which is buf from its front'th byte on. The differential test and
 // FuzzDifferentialJOSE hold it to go-jose's verification.
 func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *verifyKey, buf, payJSON []byte, err error) {
-	if strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{") {
-		return nil, nil, nil, fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
+	if isJSONSerialization(raw) {
+		return nil, nil, nil, errJSONSerialization
 	}
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
@@ -578,6 +578,16 @@ func (v *Verifier) verifyJWS(ctx context.Context, raw string, front int) (key *v
 		}
 	}
 	return nil, nil, nil, ErrSignature
+}
+
+// errJSONSerialization refuses a JWS in the JSON serialization (RFC 7515
+// §7.2): an access token is compact.
+var errJSONSerialization = fmt.Errorf("%w: JWS JSON serialization is not accepted", ErrMalformed)
+
+// isJSONSerialization reports whether raw is, by its first character, a
+// JWS in the JSON serialization.
+func isJSONSerialization(raw string) bool {
+	return strings.HasPrefix(strings.TrimLeft(raw, " \t\r\n"), "{")
 }
 
 // errOpaqueToken refuses a token without a dot: not a JWT at all, most
