@@ -29,7 +29,7 @@ type Claims struct {
 	ID string
 	// ClientID is "client_id" (RFC 9068); when it is absent, "azp" (OpenID
 	// Connect, Keycloak, Entra ID v2), "appid" (Entra ID v1) or "cid"
-	// (Okta), the first present.
+	// (Okta), the first that is present and not empty.
 	ClientID string
 	// Scopes are the granted scopes, from "scope" (space-separated, RFC 8693
 	// §4.2) and the other claims named by [WithScopeClaims], in token order.
@@ -324,9 +324,10 @@ func dateClaim(m jsonObject, name string) (time.Time, error) {
 // confirmation reads the "cnf" claim's object (RFC 7800 §3.1): its
 // "x5t#S256" (RFC 8705 §3.1), "" when absent, and the name of its first
 // other member, a binding this library cannot check ("jkt" of DPoP, "jwk",
-// "kid", ...), "" when there is none. A "cnf" that is not an object, that
-// repeats a name, or whose "x5t#S256" is not a canonical base64url SHA-256
-// digest (a string of another kind, or not a string at all) is malformed.
+// "kid", ...), "" when there is none. A "cnf" that is not an object, whose
+// member names repeat or differ only in case, or whose "x5t#S256" is not a
+// canonical base64url SHA-256 digest (a string of another kind, or not a
+// string at all) is malformed.
 func confirmation(cnf string) (thumbprint, other string, err error) {
 	var members [8]jsonMember
 	obj, err := parseJSONObject(cnf, members[:0])
@@ -334,7 +335,7 @@ func confirmation(cnf string) (thumbprint, other string, err error) {
 		return "", "", fmt.Errorf("%w: claim \"cnf\" is not an object", ErrMalformed)
 	}
 	if _, _, ok := obj.ambiguousNames(); ok {
-		return "", "", fmt.Errorf("%w: claim \"cnf\" repeats a member name", ErrMalformed)
+		return "", "", fmt.Errorf("%w: claim \"cnf\" repeats a member name, or has two that differ only in case", ErrMalformed)
 	}
 	for _, m := range obj {
 		if m.name != "x5t#S256" {

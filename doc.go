@@ -14,9 +14,11 @@
 // trusted issuer ("iss"), for an accepted audience ("aud"), and within its
 // validity period ("exp" required, "nbf" and "iat" honoured with a small
 // leeway). "none", HMAC, JWE, the JSON serialization, embedded or remote
-// header keys ("jwk", "jku", "x5u", "x5c"), unknown critical headers, ID
-// tokens and tokens bound to a proof this library cannot check are never
-// accepted (RFC 8725).
+// header keys ("jwk", "jku", "x5u", "x5c") and unknown critical headers
+// are never accepted (RFC 8725); ID tokens and tokens bound to a proof this
+// library cannot check are refused unless an Insecure option says
+// otherwise ([InsecureAcceptIDTokens],
+// [InsecureIgnoreUnsupportedConfirmation]).
 //
 // # Keys
 //
@@ -36,9 +38,10 @@
 // # Errors and logs
 //
 // Every rejection wraps one of the sentinel errors ([ErrMalformed],
-// [ErrExpired], [ErrAudience], ...), testable with [errors.Is]; a refusal by
-// a claim of a verified token is a [CheckError] naming the claim, its value
-// and the accepted ones. The interceptors turn them into gRPC status codes
+// [ErrExpired], [ErrAudience], ...), testable with [errors.Is]; a verified
+// token refused by its issuer, audience, time claims, lifetime, scopes or a
+// rule's claim values gets a [CheckError] naming the claim, its value and
+// the accepted ones. The interceptors turn them into gRPC status codes
 // once, at the edge, as a [Refusal]: Unauthenticated for a missing or
 // invalid token, PermissionDenied for a missing scope or claim value,
 // Unavailable when no keys could ever be loaded. The client gets a fixed

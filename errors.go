@@ -9,12 +9,16 @@ import (
 )
 
 // The sentinel errors below classify every rejection. Errors returned by
-// [Verifier.Verify], [Keyset] and the interceptors wrap exactly one of them
-// with detail meant for operators; test them with [errors.Is]. The detail
-// names the values that decided, taken only from the configuration and from
-// a token whose signature verified (see [CheckError]); it never holds key
-// material, JWKS bodies, internal URLs or values read before the signature
-// was checked.
+// [Verifier.Verify], [Keyset] and the interceptors wrap one of them with
+// detail meant for operators; test them with [errors.Is]. (A refusal by
+// [WithClaimsCheck] wraps [ErrDenied] and the application's own error,
+// which may wrap others.) The detail names the values that decided, taken
+// only from the configuration and from a token whose signature verified
+// (see [CheckError]); it never holds key material, JWKS bodies or values
+// read before the signature was checked. The errors of verifying a token
+// name no URL; those of the constructors and of [Discover] name the URL
+// that failed (without its query or credentials), as configuration errors
+// must.
 var (
 	// ErrMissingToken means the call carried no bearer token.
 	ErrMissingToken = errors.New("grpcjwt: missing bearer token")

@@ -358,10 +358,11 @@ type jwsHeader struct {
 // bounds any wait for a key refresh that the token triggers.
 //
 // The returned error wraps one of the package's sentinel errors ([ErrMalformed],
-// [ErrSignature], [ErrExpired], ...). A refusal by a claim of a token whose
-// signature verified is a [CheckError] naming the claim, its value and the
-// accepted ones; an error about a token whose signature did not verify
-// never holds a value read from it.
+// [ErrSignature], [ErrExpired], ...). A token whose signature verified but
+// whose "iss", "aud", "exp", "nbf", "iat" or lifetime is refused gets a
+// [CheckError] naming the claim, its value and the accepted ones (the
+// interceptors add scopes and a rule's claim values); an error about a
+// token whose signature did not verify never holds a value read from it.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	c, err := v.verifyToken(ctx, raw)
 	if err != nil {
