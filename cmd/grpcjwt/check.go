@@ -32,9 +32,11 @@ decision for a call that carries none.
 The token is the argument, @FILE, or - for stdin; surrounding white space and
 a leading "Bearer " are ignored. Flags may follow the token.
 
-Exit status: 0 when the token verifies (and, with -method, the call is
-allowed); 1 when it is refused or the call denied; 2 for a usage or
-configuration error (discovery or the JWK Set fetch failing).
+Exit status: 0 when the token verifies and, with -method, the call is
+allowed (with -method alone and no token: when the method is public); 1
+when the token is refused or the call denied (so 1 for an invalid token on
+a public method, which the call ignores); 2 for a usage or configuration
+error (an invalid policy document, discovery or the JWK Set fetch failing).
 
 Flags:
 `
@@ -72,7 +74,7 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.scopeClaims, "scope-claims", "the `claims` that grant scopes, in order (WithScopeClaims): scope,scp for Okta and\n"+
 		"Entra ID, scope,permissions for Auth0 RBAC (default scope)")
 	fs.Var(&f.algs, "algorithms", "the accepted signing `algorithms` (WithAlgorithms), comma-separated (default all:\n"+
-		"RS256/384/512, PS256/384/512, ES256/384/512, EdDSA)")
+		"RS256/384/512, PS256/384/512, ES256/384/512, EdDSA, Ed25519)")
 	fs.Var(&f.requiredClaims, "require-claims", "`claims` every token must carry besides exp (WithRequiredClaims), comma-separated")
 	fs.DurationVar(&f.leeway, "leeway", 30*time.Second, "the clock skew tolerated for exp, nbf and iat (WithLeeway), at most 5m")
 	fs.DurationVar(&f.maxLifetime, "max-lifetime", 0, "refuse tokens whose exp lies more than this after their iat (WithMaxLifetime);\n"+
@@ -164,6 +166,8 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return usageErr("give -audience, the API's identifier as the tokens' aud holds it (or -skip-audience-check)")
 	case f.policyFile != "" && f.method == "":
 		return usageErr("-policy needs -method /pkg.Service/Method: the call to decide")
+	case f.strictPublic && f.method == "":
+		return usageErr("-strict-public-tokens needs -method /pkg.Service/Method: it changes the decision of a call")
 	case len(pos) == 0 && f.method == "":
 		return usageErr("give the token: TOKEN, @FILE, or - for stdin")
 	}
@@ -211,6 +215,10 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		grpcjwt.WithFetchTimeout(f.timeout),
 		grpcjwt.WithKeysetLogger(stderrLogger(keysetLog)),
 		grpcjwt.WithFetchHook(func(e grpcjwt.FetchEvent) { keyCount.Store(int64(e.Keys)) }),
+		// A run makes one or two verifications: each token naming an
+		// unknown kid asks the issuer again, as a server's first call
+		// would, rather than meet the rate limit of the first one.
+		grpcjwt.WithUnknownKeyRefreshInterval(0),
 	}
 	var ks *grpcjwt.Keyset
 	var keysFrom string
@@ -327,7 +335,8 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	default:
 		fmt.Fprintf(stdout, "  issuers:   %s (discovered)\n", quotedList([]string{f.issuer}))
 	}
-	if f.skipAudience {
+	if len(v.Audiences()) == 0 {
+		// -skip-audience-check beside -audience still checks those.
 		fmt.Fprintln(stdout, "  audiences: any (-skip-audience-check)")
 	} else {
 		fmt.Fprintf(stdout, "  audiences: %s\n", quotedList(v.Audiences()))
@@ -563,7 +572,7 @@ func (c *checker) decide(ctx context.Context, v *grpcjwt.Verifier, policy *grpcj
 		challenge = "(none)"
 	}
 	c.printf("  www-authenticate: %s\n", printable(challenge))
-	if c.err != nil && r.Err != nil && r.Err.Error() == c.err.Error() {
+	if c.err != nil && r.Err != nil && sentinelOf(r.Err) == sentinelOf(c.err) {
 		c.printf("  reason: %s (the token's refusal above)\n", className(d.Reason))
 	} else if r.Err != nil {
 		printRefusal(c.out, "  reason: ", r.Err, d.Reason)
@@ -660,7 +669,8 @@ func splitToken(tok string) (hdr *jwsHeader, hdrJSON, payload []byte) {
 	return hdr, hdrJSON, payload
 }
 
-// stamp formats an instant as the library's errors do.
+// stamp formats an instant to the second, in UTC (exp, nbf and iat are
+// whole seconds).
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // relative says how far d lies from the verifier's clock.

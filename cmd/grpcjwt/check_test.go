@@ -460,6 +460,7 @@ func TestCheckUsageErrors(t *testing.T) {
 		{"bad method", []string{"check", "-issuer", is.URL(), "-audience", testAudience, "-method", "CreateOrder", tok}, "is not a gRPC method"},
 		{"bad time", []string{"check", "-issuer", is.URL(), "-audience", testAudience, "-time", "yesterday", tok}, "not an RFC 3339 instant"},
 		{"bad flag", []string{"check", "-audiences", testAudience}, "flag provided but not defined: -audiences"},
+		{"strict public tokens without method", []string{"check", "-issuer", is.URL(), "-audience", testAudience, "-strict-public-tokens", tok}, "-strict-public-tokens needs -method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCmd(t, "", tc.args...)
@@ -640,4 +641,28 @@ func TestPrintable(t *testing.T) {
 	r := runCmd(t, "", "check", "-issuer", is.URL(), "-audience", testAudience, is.MintWith(k, nil, c))
 	r.expect(t, exitRefused, []string{`"name": "x\u009b2Jy"`})
 	r.absent(t, "\u009b")
+}
+
+// TestCheckSkipAudienceBesideAudience: -skip-audience-check beside
+// -audience still checks those audiences, as the verifier does, and the
+// summary says which it accepts.
+func TestCheckSkipAudienceBesideAudience(t *testing.T) {
+	is := newIssuer(t)
+	r := runCmd(t, "", "check", "-issuer", is.URL(), "-audience", testAudience, "-skip-audience-check", is.Mint(is.Claims("https://other.example")))
+	r.expect(t, exitRefused, []string{"REFUSED", fmt.Sprintf("  audiences: [%q]", testAudience)})
+	r.absent(t, "audiences: any")
+	r = runCmd(t, "", "check", "-issuer", is.URL(), "-skip-audience-check", is.Mint(is.Claims("https://other.example")))
+	r.expect(t, exitOK, []string{"VALID", "  audiences: any (-skip-audience-check)"})
+}
+
+// TestCheckUnknownKeyWithMethod: a token naming a kid the JWK Set does not
+// hold is refused alike by the verdict and by the decision, whose reason
+// points back to the verdict: the second verification asks the issuer
+// again rather than meet the unknown-key rate limit.
+func TestCheckUnknownKeyWithMethod(t *testing.T) {
+	is := newIssuer(t)
+	tok := is.MintWith(grpcjwttest.NewKey("ES256"), map[string]any{"kid": "retired-2024"}, is.Claims(testAudience))
+	r := runCmd(t, "", "check", "-issuer", is.URL(), "-audience", testAudience, "-method", "/pkg.S/M", tok)
+	r.expect(t, exitRefused, []string{"REFUSED", "DENY: Unauthenticated \"token signed by an unknown key\"", "(the token's refusal above)"})
+	r.absent(t, "rate limit")
 }

@@ -11,10 +11,11 @@
 //	go run github.com/grpcjwt/grpcjwt/cmd/grpcjwt policy -file policy.json -server localhost:50051 -plaintext
 //
 // Exit status: 0 when the token verifies (and the call would be allowed) or
-// the policy is clean; 1 when the token is refused, the call denied, the
-// policy invalid or one of its rules names no method; 2 for a usage or
-// configuration error (a bad flag, discovery or a JWK Set fetch failing, a
-// file that cannot be read). See README.md for transcripts.
+// the policy is clean; 1 when the token is refused, the call denied, or,
+// for the policy command, the document invalid or one of its rules names
+// no method; 2 for a usage or configuration error (a bad flag, an invalid
+// policy given to check, discovery or a JWK Set fetch failing, a file that
+// cannot be read). See README.md for transcripts.
 package main
 
 import (
@@ -77,7 +78,7 @@ Usage:
       failed with the token's value and the wanted one, and the verified claims.
       With -policy FILE -method /pkg.Service/Method, also the rule that applies
       and the interceptor's decision (gRPC code, message, www-authenticate).
-  grpcjwt policy -file POLICY [-descriptors SET] [-server HOST:PORT [-plaintext]]
+  grpcjwt policy -file POLICY [-descriptors SET]... [-server HOST:PORT [-plaintext] [-token TOKEN]]
       Validate a policy document as ParsePolicy does; with a descriptor set or a
       server with reflection, name the rules that match no method and show the
       rule each method gets.

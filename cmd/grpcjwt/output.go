@@ -236,7 +236,8 @@ func stderrLogger(w io.Writer) *slog.Logger {
 // decision itself.
 var discard = slog.New(slog.DiscardHandler)
 
-// quotedList formats strings as the library's errors do: ["a" "b"].
+// quotedList formats strings as ["a" "b"], every one of them (the
+// library's errors shorten long lists).
 func quotedList(list []string) string {
 	q := make([]string, len(list))
 	for i, s := range list {

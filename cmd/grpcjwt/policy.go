@@ -29,14 +29,15 @@ import (
 	"github.com/grpcjwt/grpcjwt"
 )
 
-const policyUsage = `Usage: grpcjwt policy -file POLICY [-descriptors SET]... [-server HOST:PORT [-plaintext]]
+const policyUsage = `Usage: grpcjwt policy -file POLICY [-descriptors SET]... [-server HOST:PORT [-plaintext] [-token TOKEN|@FILE|-]]
 
 Validates a policy document as ParsePolicy does (and so as WatchPolicyFile
 loads it), and lists its rules. Given the methods of a server, from a
 protobuf descriptor set (protoc --descriptor_set_out=SET, buf build -o SET)
 or from a running server's reflection service, it names every rule that
 matches no method (Policy.CheckMethods) and prints the rule each method
-gets (Policy.Match): review it before rolling the policy out.
+gets (Policy.Match): review it before rolling the policy out. The document
+may also be given as the one argument, in place of -file.
 
 Exit status: 0 when the policy is valid and every rule names a method; 1 when
 it is invalid or a rule names no method; 2 for a usage error, a file that
@@ -215,7 +216,7 @@ func runPolicy(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stdout)
 	}
 	for _, key := range idle {
-		fmt.Fprintf(stdout, "note: rule %q applies to none of these methods: each has a more specific rule\n", printable(key))
+		fmt.Fprintf(stdout, "note: rule %q applies to none of these methods: each has a more specific rule, or there is none\n", printable(key))
 	}
 	if unnamed > 0 {
 		fmt.Fprintf(stdout, "note: no rule names %d of these methods: they need a valid token (the built-in default),\n"+

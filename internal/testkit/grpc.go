@@ -29,7 +29,7 @@ func Serve(tb testing.TB, srv *grpc.Server, opts ...grpc.DialOption) *grpc.Clien
 	cc, err := grpc.NewClient("passthrough:///bufnet", opts...)
 	if err != nil {
 		srv.Stop()
-		tb.Fatalf("testkit: dial bufconn: %v", err)
+		tb.Fatalf("grpcjwttest: dial bufconn: %v", err)
 	}
 	tb.Cleanup(func() {
 		cc.Close()

@@ -1,4 +1,4 @@
-// Package testkit is the implementation of testkit: an in-process
+// Package testkit is the implementation of grpcjwttest: an in-process
 // token issuer and gRPC test helpers. It lives here, apart from
 // grpcjwttest, because grpcjwttest imports grpcjwt (for its verifier
 // helper) while the grpcjwt package's own internal tests need the issuer:
@@ -167,7 +167,7 @@ func (is *Issuer) jwksLocked() []byte {
 	}
 	b, err := json.Marshal(set)
 	if err != nil {
-		panic(fmt.Sprintf("testkit: marshal JWKS: %v", err))
+		panic(fmt.Sprintf("grpcjwttest: marshal JWKS: %v", err))
 	}
 	return b
 }
@@ -224,10 +224,10 @@ func NewKey(alg string) *Key {
 	case "EdDSA", "Ed25519":
 		_, s, err = ed25519.GenerateKey(rand.Reader)
 	default:
-		panic(fmt.Sprintf("testkit: unsupported algorithm %q", alg))
+		panic(fmt.Sprintf("grpcjwttest: unsupported algorithm %q", alg))
 	}
 	if err != nil {
-		panic(fmt.Sprintf("testkit: generate %s key: %v", alg, err))
+		panic(fmt.Sprintf("grpcjwttest: generate %s key: %v", alg, err))
 	}
 	var id [8]byte
 	rand.Read(id[:])
@@ -328,13 +328,13 @@ func Sign(k *Key, header map[string]any, claims any) string {
 	}
 	hb, err := json.Marshal(h)
 	if err != nil {
-		panic(fmt.Sprintf("testkit: marshal header: %v", err))
+		panic(fmt.Sprintf("grpcjwttest: marshal header: %v", err))
 	}
 	var pb []byte
 	if raw, ok := claims.([]byte); ok {
 		pb = raw
 	} else if pb, err = json.Marshal(claims); err != nil {
-		panic(fmt.Sprintf("testkit: marshal claims: %v", err))
+		panic(fmt.Sprintf("grpcjwttest: marshal claims: %v", err))
 	}
 	input := b64(hb) + "." + b64(pb)
 	return input + "." + b64(SignBytes(k, []byte(input)))
@@ -378,7 +378,7 @@ func SignBytes(k *Key, data []byte) []byte {
 		}
 	}
 	if err != nil {
-		panic(fmt.Sprintf("testkit: sign: %v", err))
+		panic(fmt.Sprintf("grpcjwttest: sign: %v", err))
 	}
 	return sig
 }
