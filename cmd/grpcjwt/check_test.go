@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +31,12 @@ const testPolicy = `{"rules": {
 type result struct {
 	code           int
 	stdout, stderr string
+}
+
+// run runs the command with args (without the program name) and returns
+// its exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdin, stdout, stderr)
 }
 
 // runCmd runs the command in-process with stdin and args.

@@ -40,12 +40,6 @@ func main() {
 	os.Exit(code)
 }
 
-// run runs the command with args (without the program name) and returns
-// its exit status.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return runContext(context.Background(), args, stdin, stdout, stderr)
-}
-
 func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
