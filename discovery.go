@@ -38,7 +38,7 @@ type ProviderMetadata struct {
 // ctx bounds it.
 func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*ProviderMetadata, error) {
 	u, err := url.Parse(issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("grpcjwt: Discover: the issuer %s is not an absolute http or https URL without query or fragment", quoted(issuer))
 	}
 	for _, suffix := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
@@ -92,7 +92,7 @@ func Discover(ctx context.Context, issuer string, opts ...KeysetOption) (*Provid
 		return nil, fmt.Errorf("grpcjwt: Discover: the metadata document at %s has no jwks_uri", redacted(docURL))
 	}
 	ju, err := url.Parse(*m.JWKSURI)
-	if err != nil || (ju.Scheme != "https" && ju.Scheme != "http") || ju.Host == "" {
+	if err != nil || (ju.Scheme != "https" && ju.Scheme != "http") || ju.Hostname() == "" {
 		return nil, fmt.Errorf("grpcjwt: Discover: the jwks_uri %s of the metadata document at %s is not an absolute http or https URL", quoted(*m.JWKSURI), redacted(docURL))
 	}
 	if u.Scheme == "https" && ju.Scheme != "https" {

@@ -13,10 +13,15 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
+	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,6 +384,59 @@ func FuzzParseKeySet(f *testing.F) {
 			}
 			if !found {
 				t.Fatalf("key %q missing from byKID", k.kid)
+			}
+		}
+	})
+}
+
+// fzNoNetwork is a transport that records each request's URL and fails it,
+// as an unreachable host does.
+type fzNoNetwork struct {
+	mu   sync.Mutex
+	urls []*url.URL
+}
+
+func (t *fzNoNetwork) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	t.urls = append(t.urls, r.URL)
+	t.mu.Unlock()
+	return nil, errors.New("no network in this test")
+}
+
+// FuzzConfigURL gives Discover, NewIssuerKeyset and NewRemoteKeyset
+// arbitrary URLs: each returns an error, never panics, and requests only
+// absolute http or https URLs.
+func FuzzConfigURL(f *testing.F) {
+	for _, s := range []string{
+		"https://idp.example", "https://idp.example/", "http://127.0.0.1:8080/realms/r",
+		"https://idp.example/.well-known/openid-configuration",
+		"https://idp.example/t/%2Ewell-known/openid-configuration",
+		"https://idp.example/t/.well-known%2Fopenid-configuration",
+		"https://idp.example/.well-known/oauth-authorization-server/t",
+		"https://user:pass@idp.example/x?y=1#z", "https://[::1]:443/", "https:///x", "//idp.example",
+		"https://idp.example/%zz", "https://idp.example/a b", "HTTPS://IDP.EXAMPLE/", "", "http://:", "https://:443/x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		rt := &fzNoNetwork{}
+		opts := []KeysetOption{WithHTTPClient(&http.Client{Transport: rt}), WithKeysetLogger(slog.New(slog.DiscardHandler))}
+		if _, err := Discover(t.Context(), s, opts...); err == nil {
+			t.Fatalf("Discover(%q) succeeded without a network", s)
+		}
+		if ks, err := NewIssuerKeyset(t.Context(), s, opts...); err == nil {
+			ks.Close()
+			t.Fatalf("NewIssuerKeyset(%q) succeeded without a network", s)
+		}
+		if ks, err := NewRemoteKeyset(t.Context(), s, opts...); err == nil {
+			ks.Close()
+			t.Fatalf("NewRemoteKeyset(%q) succeeded without a network", s)
+		}
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		for _, u := range rt.urls {
+			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				t.Fatalf("a request to %q, from %q", u, s)
 			}
 		}
 	})

@@ -578,7 +578,7 @@ type fetchCall struct {
 // URL must be absolute http or https; use https outside tests.
 func NewRemoteKeyset(ctx context.Context, jwksURL string, opts ...KeysetOption) (*Keyset, error) {
 	u, err := url.Parse(jwksURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
 		return nil, fmt.Errorf("grpcjwt: NewRemoteKeyset: the JWKS URL %s is not an absolute http or https URL", quoted(jwksURL))
 	}
 	o, err := buildKeysetOptions(opts)

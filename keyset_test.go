@@ -511,6 +511,7 @@ func TestKeysetNewRemoteErrors(t *testing.T) {
 		{name: "ftp scheme", url: "ftp://issuer.example/jwks"},
 		{name: "file scheme", url: "file:///etc/jwks.json"},
 		{name: "no host", url: "https:///jwks"},
+		{name: "a port but no host name", url: "https://:443/jwks"},
 		{name: "unparsable URL", url: "http://[::1"},
 		{name: "unreachable", url: downURL, wantErr: ErrKeysUnavailable},
 		{name: "HTTP 500", url: is500.JWKSURL(), opts: []KeysetOption{WithHTTPClient(is500.HTTPClient())}, wantErr: ErrKeysUnavailable},
