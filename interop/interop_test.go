@@ -27,13 +27,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpcjwt/grpcjwt"
-	"github.com/grpcjwt/grpcjwt/examples/orderpb"
 	"github.com/grpcjwt/grpcjwt/interop/internal/interoptest"
 )
 
@@ -370,83 +367,11 @@ func TestProviderTokensFollowPolicy(t *testing.T) {
 		t.Errorf("claims = %+v", c)
 	}
 
-	t.Run("ServerInfo is public", func(t *testing.T) {
-		for name, tok := range map[string]string{"no token": "", "garbage token": "not-a-jwt", "valid token": tokR} {
-			resp, err := h.ServerInfo(tok)
-			if err != nil || resp.GetVersion() != orderpb.DefaultVersion {
-				t.Errorf("ServerInfo with %s: %v, %v", name, resp, err)
-			}
-		}
-	})
-
-	t.Run("CreateOrder needs the api audience and write:orders", func(t *testing.T) {
-		o, err := h.CreateOrder(tokRW)
-		if err != nil {
-			t.Fatalf("CreateOrder with write:orders: %v", err)
-		}
-		if o.GetId() == "" || o.GetCreatedBy() != clientID {
-			t.Errorf("created order %+v, want an id and created_by %q (the token's sub)", o, clientID)
-		}
-		h.OrderID = o.GetId()
-		if _, err := h.CreateOrder(tokW); err != nil {
-			t.Errorf("CreateOrder with only write:orders: %v", err)
-		}
-
-		var tr metadata.MD
-		_, err = h.CreateOrder(tokR, grpc.Trailer(&tr))
-		interoptest.WantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		interoptest.WantChallenge(t, tr, `error="insufficient_scope"`, `scope="write:orders"`)
-		_, err = h.CreateOrder(tokNone)
-		interoptest.WantStatus(t, "CreateOrder with a token without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.CreateOrder(tokOther)
-		interoptest.WantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		_, err = h.CreateOrder("")
-		interoptest.WantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
-	})
-
-	t.Run("GetOrder needs the api audience", func(t *testing.T) {
-		if h.OrderID == "" {
-			// A check that depends on an earlier step fails with it: a
-			// suite never passes by skipping.
-			t.Fatal("no order was created by the CreateOrder step, so GetOrder cannot be checked")
-		}
-		for name, tok := range map[string]string{"rw": tokRW, "r": tokR, "no scope": tokNone} {
-			o, err := h.GetOrder(tok, h.OrderID)
-			if err != nil || o.GetId() != h.OrderID {
-				t.Errorf("GetOrder with api token (%s): %v, %v", name, o, err)
-			}
-		}
-		// Authorized, then the handler's own answer.
-		_, err := h.GetOrder(tokR, "ord-does-not-exist")
-		interoptest.WantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
-
-		var tr metadata.MD
-		_, err = h.GetOrder(tokOther, h.OrderID, grpc.Trailer(&tr))
-		interoptest.WantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
-		interoptest.WantChallenge(t, tr, `error="invalid_token"`)
-		_, err = h.GetOrder("", h.OrderID)
-		interoptest.WantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+	h.CheckRules(t, interoptest.RuleTokens{
+		Subject: clientID, RW: tokRW, R: tokR, W: tokW, NoScope: tokNone, NoScopeShape: "no scope claim",
+		Other: tokOther, OtherR: tokOtherR,
 		// Without a resource the provider issues an opaque token (as Logto).
-		_, err = h.GetOrder(p.token(t, "", scopeRead), h.OrderID)
-		interoptest.WantStatus(t, "GetOrder with an opaque token", err, codes.Unauthenticated, "malformed token")
-		// A provider token with one signature byte flipped.
-		_, err = h.GetOrder(interoptest.FlipSignature(tokR), h.OrderID)
-		interoptest.WantStatus(t, "GetOrder with a tampered token", err, codes.Unauthenticated, "invalid token signature")
-	})
-
-	t.Run("WatchOrders needs read:orders", func(t *testing.T) {
-		for name, tok := range map[string]string{"api r": tokR, "api rw": tokRW, "other r": tokOtherR} {
-			seqs, err := h.Watch(tok)
-			if err != nil || len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
-				t.Errorf("WatchOrders with %s: events %v, %v", name, seqs, err)
-			}
-		}
-		_, err := h.Watch(tokW)
-		interoptest.WantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.Watch(tokNone)
-		interoptest.WantStatus(t, "WatchOrders without scope claim", err, codes.PermissionDenied, "token lacks a required scope")
-		_, err = h.Watch("")
-		interoptest.WantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
+		Opaque: p.token(t, "", scopeRead),
 	})
 }
 

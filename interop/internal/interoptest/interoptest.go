@@ -292,6 +292,121 @@ func (c *Client) AssertNoValidFailures() {
 	}
 }
 
+// ---- the rules, method by method ---------------------------------------------
+
+// RuleTokens are a provider's tokens for [Client.CheckRules]. The api
+// tokens are for [APIAudience], the other ones for [OtherAudience]; the
+// optional ones (empty: not checked) cover shapes only some providers
+// issue.
+type RuleTokens struct {
+	Subject      string // the sub of RW: the created_by of its order
+	RW, R, W     string // api: both scopes, read:orders, write:orders
+	NoScope      string // api, granting no scope
+	NoScopeShape string // how NoScope grants none, for the messages ("scp []")
+	Other        string // other audience, both scopes
+	OtherR       string // other audience, read:orders
+
+	NoAudience    string // optional: aud [] (refused everywhere)
+	BothAudiences string // optional: both audiences, read:orders at least
+	Opaque        string // optional: the provider's opaque access token
+}
+
+// CheckRules checks each rule of the suites' policy through the real
+// interceptors, as subtests of t: ServerInfo public, CreateOrder for the
+// api audience with write:orders (which sets [Client.OrderID]), GetOrder
+// for the api audience, WatchOrders with read:orders; with the codes,
+// messages and challenges a client gets.
+func (c *Client) CheckRules(t *testing.T, tk RuleTokens) {
+	t.Run("ServerInfo is public", func(t *testing.T) {
+		for name, tok := range map[string]string{"no token": "", "garbage token": "not-a-jwt", "valid token": tk.R} {
+			resp, err := c.ServerInfo(tok)
+			if err != nil || resp.GetVersion() != orderpb.DefaultVersion {
+				t.Errorf("ServerInfo with %s: %v, %v", name, resp, err)
+			}
+		}
+	})
+
+	t.Run("CreateOrder needs the api audience and write:orders", func(t *testing.T) {
+		o, err := c.CreateOrder(tk.RW)
+		if err != nil {
+			t.Fatalf("CreateOrder with write:orders: %v", err)
+		}
+		if o.GetId() == "" || o.GetCreatedBy() != tk.Subject {
+			t.Errorf("created order %+v, want an id and created_by %q (the token's sub)", o, tk.Subject)
+		}
+		c.OrderID = o.GetId()
+		if _, err := c.CreateOrder(tk.W); err != nil {
+			t.Errorf("CreateOrder with only write:orders: %v", err)
+		}
+		var tr metadata.MD
+		_, err = c.CreateOrder(tk.R, grpc.Trailer(&tr))
+		WantStatus(t, "CreateOrder with read:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		WantChallenge(t, tr, `error="insufficient_scope"`, `scope="write:orders"`)
+		_, err = c.CreateOrder(tk.NoScope)
+		WantStatus(t, "CreateOrder with "+tk.NoScopeShape, err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = c.CreateOrder(tk.Other)
+		WantStatus(t, "CreateOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		if tk.NoAudience != "" {
+			_, err = c.CreateOrder(tk.NoAudience)
+			WantStatus(t, "CreateOrder with aud []", err, codes.Unauthenticated, "token audience not accepted")
+		}
+		_, err = c.CreateOrder("")
+		WantStatus(t, "CreateOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+	})
+
+	t.Run("GetOrder needs the api audience", func(t *testing.T) {
+		if c.OrderID == "" {
+			// A check that depends on an earlier step fails with it: a
+			// suite never passes by skipping.
+			t.Fatal("no order was created by the CreateOrder step, so GetOrder cannot be checked")
+		}
+		pass := map[string]string{"rw": tk.RW, "r": tk.R, tk.NoScopeShape: tk.NoScope}
+		if tk.BothAudiences != "" {
+			pass["both audiences"] = tk.BothAudiences
+		}
+		for name, tok := range pass {
+			o, err := c.GetOrder(tok, c.OrderID)
+			if err != nil || o.GetId() != c.OrderID {
+				t.Errorf("GetOrder with api token (%s): %v, %v", name, o, err)
+			}
+		}
+		// Authorized, then the handler's own answer.
+		_, err := c.GetOrder(tk.R, "ord-does-not-exist")
+		WantStatus(t, "GetOrder of an unknown id", err, codes.NotFound, "")
+		var tr metadata.MD
+		_, err = c.GetOrder(tk.Other, c.OrderID, grpc.Trailer(&tr))
+		WantStatus(t, "GetOrder with an other-audience token", err, codes.Unauthenticated, "token audience not accepted for this method")
+		WantChallenge(t, tr, `error="invalid_token"`)
+		_, err = c.GetOrder(FlipSignature(tk.R), c.OrderID)
+		WantStatus(t, "GetOrder with a token whose signature has one byte flipped", err, codes.Unauthenticated, "invalid token signature")
+		if tk.Opaque != "" {
+			_, err = c.GetOrder(tk.Opaque, c.OrderID)
+			WantStatus(t, "GetOrder with an opaque token", err, codes.Unauthenticated, "malformed token")
+		}
+		_, err = c.GetOrder("", c.OrderID)
+		WantStatus(t, "GetOrder without a token", err, codes.Unauthenticated, "missing bearer token")
+	})
+
+	t.Run("WatchOrders needs read:orders", func(t *testing.T) {
+		pass := map[string]string{"api r": tk.R, "api rw": tk.RW, "other r": tk.OtherR}
+		if tk.BothAudiences != "" {
+			pass["both audiences r"] = tk.BothAudiences
+		}
+		for name, tok := range pass {
+			seqs, err := c.Watch(tok)
+			if err != nil || len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
+				t.Errorf("WatchOrders with %s: events %v, %v", name, seqs, err)
+			}
+		}
+		_, err := c.Watch(tk.W)
+		WantStatus(t, "WatchOrders with write:orders only", err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = c.Watch(tk.NoScope)
+		WantStatus(t, "WatchOrders with "+tk.NoScopeShape, err, codes.PermissionDenied, "token lacks a required scope")
+		_, err = c.Watch("")
+		WantStatus(t, "WatchOrders without a token", err, codes.Unauthenticated, "missing bearer token")
+	})
+}
+
 // ---- assertions ---------------------------------------------------------------
 
 // WantStatus checks that err is a gRPC status with code and, if msg is not
